@@ -1,0 +1,85 @@
+//! The refract guest SDK: write projections as plain Rust.
+//!
+//! A projection is a type implementing [`Projection`], exported with
+//! [`export_projection!`]. It receives events from the log, with `data`
+//! deserialized into your own serde types, and writes rows to its own SQLite
+//! database through [`Db`]:
+//!
+//! ```
+//! use refract_sdk::{params, Db, Description, Event, Projection, Result};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Deposited { amount: i64 }
+//!
+//! struct Balances;
+//!
+//! impl Projection for Balances {
+//!     fn describe() -> Description {
+//!         Description::new("balances", "1.0.0")
+//!             .event_types(["Deposited"])
+//!             .migration("CREATE TABLE balances (account TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+//!     }
+//!
+//!     fn apply(db: &Db, event: &Event) -> Result<()> {
+//!         let d: Deposited = event.data()?;
+//!         db.execute(
+//!             "INSERT INTO balances (account, amount) VALUES (?, ?)
+//!              ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
+//!             params![event.stream_id.as_str(), d.amount],
+//!         )?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! refract_sdk::export_projection!(Balances);
+//! # fn main() {}
+//! ```
+//!
+//! Compiled for `wasm32-wasip2`, [`Db`] and [`log`] call into the refract
+//! host. Compiled natively, [`Db`] runs on an in-memory SQLite database and
+//! [`log`] prints to stderr, so projection logic has ordinary unit tests: see
+//! [`testing`].
+
+extern crate self as refract_sdk;
+
+mod error;
+mod event;
+pub mod log;
+mod projection;
+mod sql;
+pub mod testing;
+mod value;
+
+pub use error::{Error, Result};
+pub use projection::{Description, Projection};
+pub use sql::{Db, Rows, SqlError};
+pub use value::{FromValue, Value};
+
+/// Re-exported so plugins need no direct dependency on serde_json.
+pub use serde_json;
+
+/// One event from the log: position, stream, type, JSON `data` and
+/// `metadata`. Use [`Event::data`] to deserialize the payload.
+pub use __private::bindings::refract::plugin::types::Event;
+
+/// Implementation details used by the export macros. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    #[allow(clippy::too_many_arguments, missing_docs)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "refract:plugin/projection",
+            pub_export_macro: true,
+            export_macro_name: "export_projection_world",
+            default_bindings_module: "refract_sdk::__private::bindings",
+            runtime_path: "refract_sdk::__private::wit_bindgen::rt",
+            additional_derives: [PartialEq],
+        });
+    }
+
+    pub use crate::projection::ProjectionExport;
+}

@@ -1,0 +1,104 @@
+//! Native test helpers: run a projection against an in-memory database.
+//!
+//! ```
+//! # use refract_sdk::{Db, Description, Event, Projection, Result};
+//! # struct Counter;
+//! # impl Projection for Counter {
+//! #     fn describe() -> Description {
+//! #         Description::new("counter", "1").migration("CREATE TABLE n (id INTEGER PRIMARY KEY, c INTEGER)")
+//! #     }
+//! #     fn apply(db: &Db, _e: &Event) -> Result<()> {
+//! #         db.execute("INSERT INTO n (id, c) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET c = c + 1", &[])?;
+//! #         Ok(())
+//! #     }
+//! # }
+//! use refract_sdk::testing::{event, ProjectionTest};
+//!
+//! let t = ProjectionTest::<Counter>::new();
+//! t.apply(&[event(1, "s-1", 1, "Anything", serde_json::json!({}))]).unwrap();
+//! let rows = t.db().query("SELECT c FROM n", &[]).unwrap();
+//! assert_eq!(rows.get::<i64>(0, "c").unwrap(), 1);
+//! ```
+
+#[cfg(not(target_family = "wasm"))]
+mod native {
+    use std::marker::PhantomData;
+
+    use crate::projection::apply_all;
+    use crate::{Db, Error, Event, Projection, Result};
+
+    /// A projection with its migrations applied to a fresh in-memory database.
+    pub struct ProjectionTest<P> {
+        db: Db,
+        _p: PhantomData<P>,
+    }
+
+    impl<P: Projection> ProjectionTest<P> {
+        /// Runs every migration of `P` on a new in-memory database.
+        ///
+        /// # Panics
+        /// When a migration fails: that is the test's failure.
+        pub fn new() -> Self {
+            let db = Db::open_in_memory().expect("in-memory SQLite");
+            for (i, m) in P::describe().migrations.iter().enumerate() {
+                if let Err(e) = db.execute_batch(m) {
+                    panic!("migration {} of {} failed: {}", i + 1, P::describe().name, crate::sql::describe(&e));
+                }
+            }
+            Self { db, _p: PhantomData }
+        }
+
+        /// Applies a batch the way the host does: in one transaction, rolled
+        /// back entirely when any event fails. Events whose type the
+        /// projection did not ask for are skipped, as the host would.
+        pub fn apply(&self, events: &[Event]) -> Result<()> {
+            let wanted = P::describe().event_types;
+            let batch: Vec<Event> = events
+                .iter()
+                .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type))
+                .cloned()
+                .collect();
+            self.db.execute_batch("BEGIN")?;
+            match apply_all::<P>(&self.db, &batch) {
+                Ok(()) => Ok(self.db.execute_batch("COMMIT")?),
+                Err(e) => {
+                    self.db.execute_batch("ROLLBACK")?;
+                    Err(Error::new(format!("event {}: {}", e.position, e.message)))
+                }
+            }
+        }
+
+        /// The database, to query what the projection wrote.
+        pub fn db(&self) -> &Db {
+            &self.db
+        }
+    }
+
+    impl<P: Projection> Default for ProjectionTest<P> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Builds an event for a test; `recorded_at` is 0 and metadata `{}`.
+    pub fn event(
+        position: u64,
+        stream_id: &str,
+        stream_version: u64,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Event {
+        Event {
+            position,
+            stream_id: stream_id.to_owned(),
+            stream_version,
+            event_type: event_type.to_owned(),
+            data: data.to_string(),
+            metadata: "{}".to_owned(),
+            recorded_at: 0,
+        }
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub use native::{ProjectionTest, event};

@@ -1,0 +1,16 @@
+//! refract: a CQRS / event-sourcing runtime. An append-only SQLite event log
+//! (the write side) and sandboxed WebAssembly plugins that turn it into read
+//! models, queried over HTTP.
+//!
+//! The binary is a thin shell over [`App`]; tests drive the same code.
+#![deny(unsafe_code)]
+
+mod app;
+pub mod db;
+pub mod dev;
+pub mod http;
+pub mod log;
+pub mod plugin;
+pub mod projection;
+
+pub use app::{App, Config};

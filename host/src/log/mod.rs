@@ -1,0 +1,254 @@
+//! The event log: an append-only SQLite table, the system of record.
+//!
+//! Appends go through one writer thread that group-commits concurrent
+//! appends ([`writer`]); reads use a pool of read-only connections and never
+//! wait for the writer (WAL mode).
+
+mod sql;
+mod types;
+mod writer;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use serde_json::value::RawValue;
+use tokio::sync::{oneshot, watch};
+
+pub use types::{AppendError, Appended, ExpectedVersion, NewEvent, ReadError, RecordedEvent};
+
+use crate::db::{self, ReadPool, Synchronous};
+use writer::{PreparedEvent, Request};
+
+/// Limits and durability of the log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// `PRAGMA synchronous` of the writer.
+    pub synchronous: Synchronous,
+    /// Largest `data` + `metadata` of one event, in bytes.
+    pub max_event_bytes: usize,
+    /// Most events in one append.
+    pub max_events_per_append: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Full, max_event_bytes: 1 << 20, max_events_per_append: 10_000 }
+    }
+}
+
+/// Longest stream id or event type, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Handle to the event log; cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    head: watch::Receiver<u64>,
+    readers: ReadPool,
+    options: LogOptions,
+}
+
+impl EventLog {
+    /// Opens (creating if needed) the log at `path` and starts its writer.
+    pub fn open(path: &Path, options: LogOptions) -> Result<Self, ReadError> {
+        let mut conn = db::open_rw(path, options.synchronous)?;
+        db::migrate(&mut conn, sql::MIGRATIONS)?;
+        let head: u64 = conn.query_row(sql::HEAD, [], |r| r.get(0))?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("refract-log-writer".into())
+            .spawn(move || writer::run(conn, rx, head_tx))
+            .map_err(|e| ReadError::Storage(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sender: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                head: head_rx,
+                readers: ReadPool::new(path.to_path_buf(), 16, |_| Ok(())),
+                options,
+            }),
+        })
+    }
+
+    /// Position of the last committed event (0 for an empty log).
+    pub fn head(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
+
+    /// A receiver that changes whenever new events are committed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    /// Appends `events` to `stream_id` atomically if the stream's version
+    /// satisfies `expected`.
+    pub async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        let events = self.prepare(stream_id, events)?;
+        let (reply, rx) = oneshot::channel();
+        let request = Request { stream_id: stream_id.to_owned(), expected, events, reply };
+        {
+            let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
+            sender.as_ref().ok_or(AppendError::Closed)?.send(request).map_err(|_| AppendError::Closed)?;
+        }
+        rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    fn prepare(&self, stream_id: &str, events: Vec<NewEvent>) -> Result<Vec<PreparedEvent>, AppendError> {
+        validate_name("stream id", stream_id)?;
+        let limits = &self.inner.options;
+        if events.is_empty() {
+            return Err(AppendError::Invalid("an append needs at least one event".into()));
+        }
+        if events.len() > limits.max_events_per_append {
+            return Err(AppendError::TooLarge(format!(
+                "{} events in one append; the limit is {}",
+                events.len(),
+                limits.max_events_per_append
+            )));
+        }
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                validate_name("event type", &e.event_type)
+                    .map_err(|err| AppendError::Invalid(format!("events[{i}]: {err}")))?;
+                let metadata = match e.metadata {
+                    Some(m) if m.get().starts_with('{') => m.get().to_owned(),
+                    Some(_) => {
+                        return Err(AppendError::Invalid(format!("events[{i}]: metadata must be a JSON object")));
+                    }
+                    None => "{}".to_owned(),
+                };
+                let data = e.data.get().to_owned();
+                if data.len() + metadata.len() > limits.max_event_bytes {
+                    return Err(AppendError::TooLarge(format!(
+                        "events[{i}] is {} bytes; the limit is {} bytes per event",
+                        data.len() + metadata.len(),
+                        limits.max_event_bytes
+                    )));
+                }
+                Ok(PreparedEvent { event_type: e.event_type, data, metadata })
+            })
+            .collect()
+    }
+
+    /// Events of one stream from `from_version` (1-based), at most `limit`.
+    /// `None` when the stream does not exist.
+    pub async fn read_stream(
+        &self,
+        stream_id: String,
+        from_version: u64,
+        limit: u64,
+    ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
+        self.blocking_read(move |conn| {
+            let events = query_events(conn, sql::READ_STREAM, params![stream_id, from_version, limit])?;
+            if events.is_empty() && stream_version(conn, &stream_id)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(events))
+        })
+        .await
+    }
+
+    /// Events of the whole log after position `after`, at most `limit`,
+    /// optionally only of the given types.
+    pub async fn read_all(
+        &self,
+        after: u64,
+        limit: u64,
+        types: Option<Vec<String>>,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.blocking_read(move |conn| match types {
+            None => query_events(conn, sql::READ_ALL, params![after, i64::MAX, limit]),
+            Some(t) => {
+                let t = serde_json::to_string(&t).map_err(|e| ReadError::Storage(e.to_string()))?;
+                query_events(conn, sql::READ_ALL_OF_TYPES, params![after, i64::MAX, limit, t])
+            }
+        })
+        .await
+    }
+
+    async fn blocking_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, ReadError> + Send + 'static,
+    ) -> Result<R, ReadError> {
+        let pool = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(|c| f(c))?)
+            .await
+            .map_err(|e| ReadError::Storage(format!("read task failed: {e}")))?
+    }
+
+    /// Stops accepting appends and waits for the writer to finish what it
+    /// has queued.
+    pub fn close(&self) {
+        self.inner.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The SQL that selects a range of the log, for readers outside this module
+/// (projections): `?1` after, `?2` up to, `?3` limit, and for the typed
+/// variant `?4` a JSON array of types.
+pub mod range_sql {
+    pub use super::sql::{READ_ALL as ALL, READ_ALL_OF_TYPES as OF_TYPES};
+}
+
+fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<Option<u64>> {
+    conn.query_row(sql::STREAM_VERSION, [stream_id], |r| r.get(0))
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let raw = |s: String| RawValue::from_string(s).map_err(|e| ReadError::Storage(e.to_string()));
+        out.push(RecordedEvent {
+            position: r.get(0)?,
+            stream_id: r.get(1)?,
+            stream_version: r.get(2)?,
+            event_type: r.get(3)?,
+            data: raw(r.get(4)?)?,
+            metadata: raw(r.get(5)?)?,
+            recorded_at: r.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks a stream id or event type: 1 to 256 bytes, no control characters.
+pub fn validate_name(what: &str, name: &str) -> Result<(), AppendError> {
+    if name.is_empty() {
+        return Err(AppendError::Invalid(format!("{what} must not be empty")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(AppendError::Invalid(format!(
+            "{what} is {} bytes; the limit is {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppendError::Invalid(format!("{what} must not contain control characters")));
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The host's one `bindgen!`, generated from `wit/` (world `plugins`, which
+//! includes every plugin world).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "refract:plugin/plugins",
+});

@@ -1,0 +1,34 @@
+//! The process-wide wasmtime engine and its epoch ticker.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances: the resolution of call budgets.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Creates the engine every plugin is compiled and run with, and starts the
+/// thread that advances its epoch (it ends when the engine is dropped).
+pub fn new_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    // wasmtime 48 enables concurrency support by default, which makes every
+    // call markedly slower; plugins are called synchronously.
+    config.concurrency_support(false);
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config)?;
+    let weak = engine.weak();
+    std::thread::Builder::new().name("refract-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(engine)
+}
+
+/// The number of epoch ticks in `budget`, at least one.
+pub fn ticks(budget: Duration) -> u64 {
+    (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}

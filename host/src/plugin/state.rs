@@ -1,0 +1,181 @@
+//! What a plugin instance's store holds, and the host side of the `sql` and
+//! `log` imports.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::refract::plugin::sql::{self, Rows, SqlError};
+use super::bindings::refract::plugin::types::{self, Value};
+use super::bindings::refract::plugin::log::{self, Level};
+use super::guard::{self, SqlGuard};
+
+/// Most rows one `sql.query` call may return.
+pub const MAX_QUERY_ROWS: usize = 100_000;
+/// Most bytes of text and blobs one `sql.query` call may return.
+pub const MAX_QUERY_BYTES: usize = 64 << 20;
+/// Longest log message kept, in bytes.
+pub const MAX_LOG_BYTES: usize = 4096;
+
+/// A projection's database connection with its SQL guard.
+pub struct SqlSession {
+    /// The connection to the projection's own database.
+    pub conn: Connection,
+    /// The authorizer installed on `conn`.
+    pub guard: SqlGuard,
+}
+
+/// The data of one plugin instance's store.
+pub struct PluginState {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    sql: Option<SqlSession>,
+}
+
+impl PluginState {
+    pub(super) fn new(plugin: Arc<str>, limits: StoreLimits, sql: Option<SqlSession>) -> Self {
+        // An empty context: no preopened directories, no environment, no
+        // arguments, no network, stdio discarded.
+        let wasi = WasiCtx::builder().build();
+        Self { plugin, wasi, table: ResourceTable::new(), limits, sql }
+    }
+
+    /// The database session, if this instance has one.
+    pub fn sql(&mut self) -> Option<&mut SqlSession> {
+        self.sql.as_mut()
+    }
+
+    /// Takes the database session out, to hand it to a new instance.
+    pub fn take_sql(&mut self) -> Option<SqlSession> {
+        self.sql.take()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+impl PluginState {
+    fn session(&self) -> Result<&SqlSession, SqlError> {
+        self.sql.as_ref().ok_or_else(|| {
+            SqlError::Refused("no database here: sql is only available to projections, inside apply".into())
+        })
+    }
+
+    /// Runs `f` on the plugin's connection under the plugin SQL policy and
+    /// turns failures into the WIT error, with the authorizer's reason for
+    /// denials.
+    fn guarded<R>(
+        &self,
+        statement: &str,
+        f: impl FnOnce(&Connection) -> Result<R, SqlError>,
+    ) -> Result<R, SqlError> {
+        guard::precheck(statement).map_err(SqlError::Refused)?;
+        let s = self.session()?;
+        let _armed = s.guard.arm();
+        f(&s.conn).map_err(|e| match s.guard.take_denial() {
+            Some(reason) => SqlError::Refused(reason),
+            None => e,
+        })
+    }
+}
+
+fn failed(e: rusqlite::Error) -> SqlError {
+    SqlError::Failed(e.to_string())
+}
+
+impl sql::Host for PluginState {
+    fn execute(&mut self, statement: String, params: Vec<Value>) -> Result<u64, SqlError> {
+        self.guarded(&statement, |conn| {
+            let mut stmt = conn.prepare_cached(&statement).map_err(failed)?;
+            let n = stmt.execute(rusqlite::params_from_iter(params.iter())).map_err(failed)?;
+            Ok(n as u64)
+        })
+    }
+
+    fn query(&mut self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
+        self.guarded(&statement, |conn| {
+            let mut stmt = conn.prepare_cached(&statement).map_err(failed)?;
+            let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+            let n = columns.len();
+            let mut rows = Vec::new();
+            let mut bytes = 0usize;
+            let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(failed)?;
+            while let Some(row) = cursor.next().map_err(failed)? {
+                if rows.len() == MAX_QUERY_ROWS {
+                    return Err(SqlError::Refused(format!(
+                        "the query returns more than {MAX_QUERY_ROWS} rows; add a LIMIT"
+                    )));
+                }
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    let v = match row.get_ref(i).map_err(failed)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(i) => Value::Integer(i),
+                        ValueRef::Real(r) => Value::Real(r),
+                        ValueRef::Text(t) => {
+                            bytes += t.len();
+                            Value::Text(String::from_utf8_lossy(t).into_owned())
+                        }
+                        ValueRef::Blob(b) => {
+                            bytes += b.len();
+                            Value::Blob(b.to_vec())
+                        }
+                    };
+                    values.push(v);
+                }
+                if bytes > MAX_QUERY_BYTES {
+                    return Err(SqlError::Refused(format!(
+                        "the query returns more than {} MiB; select fewer rows or columns",
+                        MAX_QUERY_BYTES >> 20
+                    )));
+                }
+                rows.push(values);
+            }
+            Ok(Rows { columns, rows })
+        })
+    }
+}
+
+impl log::Host for PluginState {
+    fn write(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_BYTES {
+            let mut end = MAX_LOG_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("… (truncated)");
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "refract::plugin", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "refract::plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "refract::plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "refract::plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "refract::plugin", plugin, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A projection's own database file: bookkeeping, plugin migrations, the
+//! checkpoint, and the batch transaction.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::sql;
+use crate::db::{self, Synchronous};
+use crate::plugin::guard::{Policy, SqlGuard};
+use crate::plugin::{ProjectionPlugin, SqlSession};
+
+/// Opens the database of `plugin` at `path`, ready to apply events.
+///
+/// A file built by different plugin bytes is deleted and rebuilt from
+/// position 1. Returns the session and the checkpoint to resume from.
+pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, u64), String> {
+    let ctx = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", path.display());
+    if path.exists() {
+        let built_by = read_hash(path).map_err(|e| ctx("cannot read", e))?;
+        if built_by.as_deref() != Some(plugin.hash.as_str()) {
+            tracing::info!(
+                projection = %plugin.description.name,
+                "plugin changed since its read model was built; rebuilding from position 1"
+            );
+            remove(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
+    // A read model can always be rebuilt from the log, so NORMAL is enough:
+    // in WAL mode it is still atomic and survives a process crash.
+    let mut conn = db::open_rw(path, Synchronous::Normal).map_err(|e| ctx("cannot open", e))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    db::migrate(&mut conn, sql::MIGRATIONS).map_err(|e| ctx("cannot migrate", e))?;
+    let d = &plugin.description;
+    let meta = |c: &Connection| {
+        c.query_row(sql::READ_META, [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?)))
+            .optional()
+    };
+    if meta(&conn).map_err(|e| ctx("cannot read", e))?.is_none() {
+        conn.execute(sql::INIT_META, params![d.name, d.version, plugin.hash, db::unix_ms()])
+            .map_err(|e| ctx("cannot initialise", e))?;
+    }
+    let (_, position, applied) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
+    let guard = SqlGuard::install(&mut conn, Policy::Plugin).map_err(|e| ctx("cannot guard", e))?;
+    let session = SqlSession { conn, guard };
+    run_migrations(&session, &d.migrations, applied)?;
+    Ok((session, position))
+}
+
+/// Runs the plugin's migrations from index `applied` on, each in its own
+/// transaction together with the count of applied migrations.
+fn run_migrations(s: &SqlSession, migrations: &[String], applied: usize) -> Result<(), String> {
+    for (i, m) in migrations.iter().enumerate().skip(applied) {
+        let run = || -> Result<(), String> {
+            crate::plugin::guard::precheck(m)?;
+            s.conn.execute_batch(sql::BEGIN).map_err(|e| e.to_string())?;
+            {
+                let _armed = s.guard.arm();
+                s.conn.execute_batch(m).map_err(|e| s.guard.take_denial().unwrap_or_else(|| e.to_string()))?;
+            }
+            s.conn.execute(sql::SET_MIGRATIONS, [i + 1]).map_err(|e| e.to_string())?;
+            s.conn.execute_batch(sql::COMMIT).map_err(|e| e.to_string())
+        };
+        if let Err(e) = run() {
+            let _ = s.conn.execute_batch(sql::ROLLBACK);
+            return Err(format!("migration {} failed: {e}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
+    let conn = db::open_ro(path)?;
+    let has_meta: bool = conn.query_row(sql::HAS_META, [], |r| r.get(0))?;
+    if !has_meta {
+        return Ok(None);
+    }
+    conn.query_row(sql::READ_META, [], |r| r.get(0)).optional()
+}
+
+/// Deletes a database file with its WAL and shared-memory files.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Commits a batch: `apply` has run inside the open transaction; this
+/// records `position` as the checkpoint and commits both together.
+pub fn commit_batch(conn: &Connection, position: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql::SET_POSITION)?.execute([position])?;
+    conn.execute_batch(sql::COMMIT)
+}
