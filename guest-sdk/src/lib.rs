@@ -81,5 +81,5 @@ pub mod __private {
         });
     }
 
-    pub use crate::projection::ProjectionExport;
+    pub use crate::projection::{ExportedProjection, ProjectionExport};
 }

@@ -1,8 +1,6 @@
 use std::marker::PhantomData;
 
-use crate::__private::bindings::exports::refract::plugin::projector::{
-    self, ApplyError, Guest,
-};
+use crate::__private::bindings::exports::refract::plugin::projector::{self, ApplyError, Guest};
 use crate::{Db, Event, Result};
 
 /// A projection: turns events into rows of its own tables.
@@ -36,12 +34,7 @@ impl Description {
     /// A projection called `name` at version `version`, with no migrations,
     /// receiving every event type until [`Description::event_types`] narrows it.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            version: version.into(),
-            event_types: Vec::new(),
-            migrations: Vec::new(),
-        }
+        Self { name: name.into(), version: version.into(), event_types: Vec::new(), migrations: Vec::new() }
     }
 
     /// Only these event types are delivered.
@@ -64,10 +57,8 @@ impl Description {
 /// Applies `events` in order; the first failure names its event.
 pub(crate) fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyError> {
     for event in events {
-        P::apply(db, event).map_err(|e| ApplyError {
-            position: event.position,
-            message: e.message().to_owned(),
-        })?;
+        P::apply(db, event)
+            .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }
     Ok(())
 }
@@ -75,6 +66,17 @@ pub(crate) fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), 
 /// Adapts a [`Projection`] to the exported WIT interface.
 #[doc(hidden)]
 pub struct ProjectionExport<P>(PhantomData<P>);
+
+/// Lets the native expansion of [`export_projection!`] check that the type
+/// implements [`Projection`].
+#[doc(hidden)]
+pub trait ExportedProjection {
+    fn check();
+}
+
+impl<P: Projection> ExportedProjection for ProjectionExport<P> {
+    fn check() {}
+}
 
 impl<P: Projection> Guest for ProjectionExport<P> {
     fn describe() -> projector::Description {
@@ -101,12 +103,24 @@ impl<P: Projection> Guest for ProjectionExport<P> {
 
 /// Exports a [`Projection`] implementation as the plugin's projection:
 /// `refract_sdk::export_projection!(MyProjection);` once, at the crate root.
+///
+/// The exports exist only in the wasm build; natively (unit tests, clippy)
+/// the macro checks the type and exports nothing, so the crate also links
+/// as a native `cdylib`.
 #[macro_export]
 macro_rules! export_projection {
     ($ty:ty) => {
-        type __RefractProjectionExport = $crate::__private::ProjectionExport<$ty>;
-        $crate::__private::bindings::export_projection_world!(
-            __RefractProjectionExport with_types_in $crate::__private::bindings
-        );
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            type __RefractProjectionExport = $crate::__private::ProjectionExport<$ty>;
+            $crate::__private::bindings::export_projection_world!(
+                __RefractProjectionExport with_types_in $crate::__private::bindings
+            );
+        };
+        #[cfg(not(target_family = "wasm"))]
+        const _: fn() = || {
+            let _ =
+                <$crate::__private::ProjectionExport<$ty> as $crate::__private::ExportedProjection>::check;
+        };
     };
 }

@@ -42,7 +42,12 @@ mod native {
             let db = Db::open_in_memory().expect("in-memory SQLite");
             for (i, m) in P::describe().migrations.iter().enumerate() {
                 if let Err(e) = db.execute_batch(m) {
-                    panic!("migration {} of {} failed: {}", i + 1, P::describe().name, crate::sql::describe(&e));
+                    panic!(
+                        "migration {} of {} failed: {}",
+                        i + 1,
+                        P::describe().name,
+                        crate::sql::describe(&e)
+                    );
                 }
             }
             Self { db, _p: PhantomData }

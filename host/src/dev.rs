@@ -11,7 +11,11 @@ use refract_plugin_build::{Build, package_name, plugin_crates};
 pub fn build_plugins(source: &Path, target_dir: &Path, plugins_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let crates = plugin_crates(source)
         .with_context(|| format!("while listing plugin crates in {}", source.display()))?;
-    anyhow::ensure!(!crates.is_empty(), "no plugin crates (directories with a Cargo.toml) in {}", source.display());
+    anyhow::ensure!(
+        !crates.is_empty(),
+        "no plugin crates (directories with a Cargo.toml) in {}",
+        source.display()
+    );
     std::fs::create_dir_all(plugins_dir)
         .with_context(|| format!("while creating {}", plugins_dir.display()))?;
     let mut written = Vec::new();
@@ -29,7 +33,8 @@ pub fn build_plugins(source: &Path, target_dir: &Path, plugins_dir: &Path) -> an
             // Copy to a temporary name and rename, so a watcher never sees
             // a half-written file.
             let tmp = plugins_dir.join(format!(".{package}.wasm.tmp"));
-            std::fs::copy(&artifact, &tmp).with_context(|| format!("while copying {}", artifact.display()))?;
+            std::fs::copy(&artifact, &tmp)
+                .with_context(|| format!("while copying {}", artifact.display()))?;
             std::fs::rename(&tmp, &dest).with_context(|| format!("while installing {}", dest.display()))?;
             written.push(dest);
         }

@@ -12,7 +12,11 @@ use refract::{App, Config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "refract", version, about = "CQRS / event-sourcing runtime with sandboxed WebAssembly plugins")]
+#[command(
+    name = "refract",
+    version,
+    about = "CQRS / event-sourcing runtime with sandboxed WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -51,10 +51,9 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::TargetMissing => write!(
-                f,
-                "the {TARGET} target is not installed; run `rustup target add {TARGET}`"
-            ),
+            BuildError::TargetMissing => {
+                write!(f, "the {TARGET} target is not installed; run `rustup target add {TARGET}`")
+            }
             BuildError::Spawn(e) => write!(f, "could not run cargo: {e}"),
             BuildError::Failed { packages, output } => {
                 write!(f, "cargo build of {} failed", packages.join(", "))?;
@@ -136,10 +135,7 @@ impl Build {
 
 /// Where the component of package `package` lands in `target_dir`.
 pub fn artifact_path(target_dir: &Path, package: &str) -> PathBuf {
-    target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")))
+    target_dir.join(TARGET).join("release").join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// Whether the active toolchain has the `wasm32-wasip2` standard library.

@@ -31,8 +31,12 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         s => s,
     };
     let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the configured limit (--max-body)".to_owned(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "send the body as JSON with `Content-Type: application/json`".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "request body is larger than the configured limit (--max-body)".to_owned()
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "send the body as JSON with `Content-Type: application/json`".to_owned()
+        }
         _ => r.body_text(),
     };
     ApiError::new(status, message)
@@ -47,7 +51,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(r @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(ApiError::bad_request(r.body_text())),
+            Err(r @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::bad_request(r.body_text()))
+            }
             Err(r) => Err(ApiError::new(r.status(), r.body_text())),
         }
     }

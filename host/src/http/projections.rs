@@ -30,7 +30,10 @@ pub async fn list(State(app): State<Arc<App>>) -> axum::Json<Value> {
     axum::Json(json!({ "projections": all, "head": app.log.head() }))
 }
 
-pub async fn get(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
     if let Some(p) = app.projections.get(&name) {
         return Ok(axum::Json(status_json(&app, &p)));
     }

@@ -74,17 +74,13 @@ struct TableInfo {
     has_rowid: bool,
 }
 
-const TABLE_KIND: &str =
-    "SELECT type FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')";
+const TABLE_KIND: &str = "SELECT type FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')";
 const TABLE_COLUMNS: &str = "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid";
 
 fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<TableInfo, ApiError> {
     let hidden = table.starts_with("refract_") || table.starts_with("sqlite_");
-    let kind: Option<String> = if hidden {
-        None
-    } else {
-        conn.query_row(TABLE_KIND, [table], |r| r.get(0)).ok()
-    };
+    let kind: Option<String> =
+        if hidden { None } else { conn.query_row(TABLE_KIND, [table], |r| r.get(0)).ok() };
     let Some(kind) = kind else {
         return Err(ApiError::not_found(format!("projection {projection} has no table {table:?}")));
     };
@@ -97,7 +93,11 @@ fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<TableI
     let columns = cols.iter().map(|(c, _)| c.clone()).collect();
     cols.retain(|(_, pk)| *pk > 0);
     cols.sort_by_key(|(_, pk)| *pk);
-    Ok(TableInfo { columns, primary_key: cols.into_iter().map(|(c, _)| c).collect(), has_rowid: kind == "table" })
+    Ok(TableInfo {
+        columns,
+        primary_key: cols.into_iter().map(|(c, _)| c).collect(),
+        has_rowid: kind == "table",
+    })
 }
 
 fn row_object(row: &rusqlite::Row<'_>, columns: &[String]) -> rusqlite::Result<Value> {
@@ -116,7 +116,11 @@ pub async fn rows(
     let num = |k: &str| -> Result<Option<u64>, ApiError> {
         params
             .get(k)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("{k} must be a non-negative integer, got {v:?}"))))
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{k} must be a non-negative integer, got {v:?}"))
+                })
+            })
             .transpose()
     };
     let limit = num("limit")?.unwrap_or(DEFAULT_PAGE);
@@ -252,7 +256,8 @@ pub async fn query(
     let max_rows = body.max_rows.unwrap_or(app.http.query_max_rows).min(app.http.query_max_rows) as usize;
     let timeout = app.http.query_timeout;
     let params = body.params.iter().map(bind).collect::<Result<Vec<_>, _>>()?;
-    let (columns, rows, truncated) = with_conn(&p, move |conn| run_query(conn, &body.sql, params, max_rows, timeout)).await?;
+    let (columns, rows, truncated) =
+        with_conn(&p, move |conn| run_query(conn, &body.sql, params, max_rows, timeout)).await?;
     Ok(axum::Json(json!({ "columns": columns, "rows": rows, "truncated": truncated, "position": position })))
 }
 

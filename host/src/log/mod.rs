@@ -129,7 +129,9 @@ impl EventLog {
                 let metadata = match e.metadata {
                     Some(m) if m.get().starts_with('{') => m.get().to_owned(),
                     Some(_) => {
-                        return Err(AppendError::Invalid(format!("events[{i}]: metadata must be a JSON object")));
+                        return Err(AppendError::Invalid(format!(
+                            "events[{i}]: metadata must be a JSON object"
+                        )));
                     }
                     None => "{}".to_owned(),
                 };

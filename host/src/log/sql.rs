@@ -5,23 +5,25 @@ pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
 pub const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
-pub const STREAM_VERSION: &str =
-    "SELECT MAX(stream_version) FROM events WHERE stream_id = ?1";
+pub const STREAM_VERSION: &str = "SELECT MAX(stream_version) FROM events WHERE stream_id = ?1";
 
 pub const INSERT: &str = "INSERT INTO events
     (position, stream_id, stream_version, event_type, data, metadata, recorded_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-pub const READ_STREAM: &str = "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
+pub const READ_STREAM: &str =
+    "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
     FROM events WHERE stream_id = ?1 AND stream_version >= ?2
     ORDER BY stream_version LIMIT ?3";
 
-pub const READ_ALL: &str = "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
+pub const READ_ALL: &str =
+    "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
     FROM events WHERE position > ?1 AND position <= ?2
     ORDER BY position LIMIT ?3";
 
 /// `?4` is a JSON array of event types.
-pub const READ_ALL_OF_TYPES: &str = "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
+pub const READ_ALL_OF_TYPES: &str =
+    "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
     FROM events WHERE position > ?1 AND position <= ?2
       AND event_type IN (SELECT value FROM json_each(?4))
     ORDER BY position LIMIT ?3";

@@ -140,9 +140,9 @@ fn judge(policy: Policy, ctx: &AuthContext<'_>) -> Result<(), String> {
         (_, A::Attach { .. } | A::Detach { .. }) => {
             Err("ATTACH and DETACH are not allowed: a plugin can only use its own database".into())
         }
-        (_, A::Transaction { .. } | A::Savepoint { .. }) => Err(
-            "transaction control is not allowed: the host runs each batch in one transaction".into(),
-        ),
+        (_, A::Transaction { .. } | A::Savepoint { .. }) => {
+            Err("transaction control is not allowed: the host runs each batch in one transaction".into())
+        }
         (_, A::Function { function_name }) if function_name.eq_ignore_ascii_case("load_extension") => {
             Err("loading extensions is not allowed".into())
         }

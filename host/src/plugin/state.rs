@@ -9,9 +9,9 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::refract::plugin::log::{self, Level};
 use super::bindings::refract::plugin::sql::{self, Rows, SqlError};
 use super::bindings::refract::plugin::types::{self, Value};
-use super::bindings::refract::plugin::log::{self, Level};
 use super::guard::{self, SqlGuard};
 
 /// Most rows one `sql.query` call may return.

@@ -230,11 +230,7 @@ fn attempt(inst: &mut ProjectionInstance, events: &[Event], upto: u64) -> Result
         match inst.apply(events) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                return Err(BatchError {
-                    message: e.message,
-                    position: Some(e.position),
-                    poisoned: false,
-                });
+                return Err(BatchError { message: e.message, position: Some(e.position), poisoned: false });
             }
             Err(e @ (CallError::Timeout(_) | CallError::Trap(_))) => {
                 return Err(BatchError { message: e.to_string(), position: None, poisoned: true });

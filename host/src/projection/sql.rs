@@ -3,8 +3,7 @@
 /// Numbered migrations of the host's bookkeeping tables.
 pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
-pub const READ_META: &str =
-    "SELECT plugin_hash, position, migrations_applied FROM refract_meta WHERE id = 1";
+pub const READ_META: &str = "SELECT plugin_hash, position, migrations_applied FROM refract_meta WHERE id = 1";
 
 pub const INIT_META: &str = "INSERT INTO refract_meta
     (id, plugin_name, plugin_version, plugin_hash, position, migrations_applied, created_at)

@@ -33,8 +33,10 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, u64),
     db::migrate(&mut conn, sql::MIGRATIONS).map_err(|e| ctx("cannot migrate", e))?;
     let d = &plugin.description;
     let meta = |c: &Connection| {
-        c.query_row(sql::READ_META, [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?)))
-            .optional()
+        c.query_row(sql::READ_META, [], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?))
+        })
+        .optional()
     };
     if meta(&conn).map_err(|e| ctx("cannot read", e))?.is_none() {
         conn.execute(sql::INIT_META, params![d.name, d.version, plugin.hash, db::unix_ms()])
@@ -56,7 +58,9 @@ fn run_migrations(s: &SqlSession, migrations: &[String], applied: usize) -> Resu
             s.conn.execute_batch(sql::BEGIN).map_err(|e| e.to_string())?;
             {
                 let _armed = s.guard.arm();
-                s.conn.execute_batch(m).map_err(|e| s.guard.take_denial().unwrap_or_else(|| e.to_string()))?;
+                s.conn
+                    .execute_batch(m)
+                    .map_err(|e| s.guard.take_denial().unwrap_or_else(|| e.to_string()))?;
             }
             s.conn.execute(sql::SET_MIGRATIONS, [i + 1]).map_err(|e| e.to_string())?;
             s.conn.execute_batch(sql::COMMIT).map_err(|e| e.to_string())

@@ -39,8 +39,7 @@ CREATE TABLE order_customers (
 );
 ";
 
-const PLACE_ORDER: &str =
-    "INSERT INTO order_customers (order_id, customer, total) VALUES (?1, ?2, ?3)";
+const PLACE_ORDER: &str = "INSERT INTO order_customers (order_id, customer, total) VALUES (?1, ?2, ?3)";
 const COUNT_ORDER: &str = "
 INSERT INTO customer_stats (customer, orders) VALUES (?1, 1)
 ON CONFLICT (customer) DO UPDATE SET orders = orders + 1";
@@ -102,10 +101,16 @@ mod tests {
     fn counts_orders_and_revenue_per_customer() {
         let t = ProjectionTest::<CustomerStats>::new();
         let placed = |pos, order: &str, customer: &str| {
-            event(pos, order, 1, "OrderPlaced", json!({
-                "customer": customer,
-                "items": [{"product_id": "p", "quantity": 1, "price": 10.0}]
-            }))
+            event(
+                pos,
+                order,
+                1,
+                "OrderPlaced",
+                json!({
+                    "customer": customer,
+                    "items": [{"product_id": "p", "quantity": 1, "price": 10.0}]
+                }),
+            )
         };
         t.apply(&[
             placed(1, "o-1", "ada"),
@@ -116,10 +121,7 @@ mod tests {
             event(6, "o-2", 2, "OrderCancelled", json!({})),
         ])
         .unwrap();
-        let r = t
-            .db()
-            .query("SELECT * FROM customer_stats WHERE customer = 'ada'", &[])
-            .unwrap();
+        let r = t.db().query("SELECT * FROM customer_stats WHERE customer = 'ada'", &[]).unwrap();
         assert_eq!(r.get::<i64>(0, "orders").unwrap(), 2);
         assert_eq!(r.get::<i64>(0, "paid_orders").unwrap(), 1);
         assert_eq!(r.get::<i64>(0, "cancelled_orders").unwrap(), 1);

@@ -119,10 +119,16 @@ mod tests {
     use serde_json::json;
 
     fn placed(pos: u64, order: &str) -> Event {
-        event(pos, order, 1, "OrderPlaced", json!({
-            "customer": "ada",
-            "items": [{"product_id": "p1", "quantity": 2, "price": 5.0}]
-        }))
+        event(
+            pos,
+            order,
+            1,
+            "OrderPlaced",
+            json!({
+                "customer": "ada",
+                "items": [{"product_id": "p1", "quantity": 2, "price": 5.0}]
+            }),
+        )
     }
 
     #[test]
@@ -147,7 +153,8 @@ mod tests {
     #[test]
     fn replaying_an_event_changes_nothing() {
         let t = ProjectionTest::<OrderSummary>::new();
-        let add = event(2, "order-1", 2, "ItemAdded", json!({"product_id": "p", "quantity": 1, "price": 1.0}));
+        let add =
+            event(2, "order-1", 2, "ItemAdded", json!({"product_id": "p", "quantity": 1, "price": 1.0}));
         t.apply(&[placed(1, "order-1"), add.clone()]).unwrap();
         t.apply(&[add]).unwrap();
         let r = t.db().query("SELECT item_count FROM order_summaries", &[]).unwrap();

@@ -1,0 +1,10 @@
+//! End-to-end tests: a real refract server on a loopback port, real `.wasm`
+//! plugins built from `plugins/` and `tests/plugins/`, real SQLite files,
+//! real HTTP. One module per risk.
+
+mod bad_input;
+mod concurrency;
+mod crash_recovery;
+mod end_to_end;
+mod hostile_plugins;
+mod support;

@@ -1,0 +1,211 @@
+//! A refract server for one test, and an HTTP client for it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use refract::{App, Config};
+use serde_json::{Value, json};
+
+/// The component built from `plugins/order-summary`.
+pub const ORDER_SUMMARY: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY");
+/// The component built from `plugins/customer-stats`.
+pub const CUSTOMER_STATS: &str = env!("REFRACT_PLUGIN_CUSTOMER_STATS");
+/// A projection whose `apply` never returns.
+pub const LOOPER: &str = env!("REFRACT_PLUGIN_LOOPER");
+/// A projection that tries to escape its database.
+pub const ESCAPER: &str = env!("REFRACT_PLUGIN_ESCAPER");
+
+/// Copies `plugins` into a fresh plugins directory under `dir`.
+pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {
+    let p = dir.join("plugins");
+    std::fs::create_dir_all(&p).unwrap();
+    for src in plugins {
+        let src = Path::new(src);
+        std::fs::copy(src, p.join(src.file_name().unwrap())).unwrap();
+    }
+    p
+}
+
+/// A server running in this process on its own runtime and port.
+pub struct Server {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server with `plugins` and default settings.
+    pub fn start(plugins: &[&str]) -> Server {
+        Self::start_with(plugins, |_| {})
+    }
+
+    /// Starts a server with `plugins`, after `tune` adjusts the config.
+    pub fn start_with(plugins: &[&str], tune: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        plugins_dir(dir.path(), plugins);
+        Self::start_in(dir, tune)
+    }
+
+    /// Starts a server on the data and plugins already in `dir` (as left by
+    /// [`Server::stop`]).
+    pub fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config::new(dir.path().join("data"), dir.path().join("plugins"));
+        config.log.synchronous = refract::db::Synchronous::Normal;
+        config.runner.backoff = Duration::from_millis(10);
+        tune(&mut config);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = App::start(&config).expect("server starts");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr: SocketAddr = listener.local_addr().unwrap();
+                ready_tx.send(addr).unwrap();
+                app.clone()
+                    .serve(listener, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+                app.shutdown();
+            });
+        });
+        let addr = ready_rx.recv().expect("server thread reports its address");
+        Server { base: format!("http://{addr}"), dir, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn client(&self) -> Client {
+        Client { base: self.base.clone() }
+    }
+}
+
+impl Server {
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Shuts the server down cleanly and hands back its directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.halt();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A blocking HTTP client that returns every status as a value.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+}
+
+/// Status and JSON body of a response.
+pub type Reply = (u16, Value);
+
+fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+    (status, body)
+}
+
+impl Client {
+    pub fn get(&self, path: &str) -> Reply {
+        reply(ureq::get(&format!("{}{path}", self.base)).call())
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        reply(ureq::post(&format!("{}{path}", self.base)).send_json(body))
+    }
+
+    /// Posts raw bytes as JSON.
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Reply {
+        reply(
+            ureq::post(&format!("{}{path}", self.base))
+                .set("content-type", "application/json")
+                .send_bytes(body),
+        )
+    }
+
+    /// Appends `events` (`(type, data)`) to `stream`; panics unless 201.
+    pub fn append(&self, stream: &str, expected: Value, events: &[(&str, Value)]) -> Value {
+        let (status, body) = self.try_append(stream, expected, events);
+        assert_eq!(status, 201, "append to {stream}: {body}");
+        body
+    }
+
+    pub fn try_append(&self, stream: &str, expected: Value, events: &[(&str, Value)]) -> Reply {
+        let events: Vec<Value> = events.iter().map(|(t, d)| json!({ "type": t, "data": d })).collect();
+        self.post(
+            &format!("/streams/{stream}/events"),
+            &json!({ "expected_version": expected, "events": events }),
+        )
+    }
+
+    /// The status of projection `name`.
+    pub fn projection(&self, name: &str) -> Value {
+        let (status, body) = self.get(&format!("/projections/{name}"));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until `name` satisfies `pred`, or panics with its last status.
+    pub fn wait_projection(&self, name: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.projection(name);
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "projection {name} never got there; last status: {s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Rows of a read-only query, as arrays.
+    pub fn query(&self, projection: &str, sql: &str) -> Vec<Value> {
+        let (status, body) = self
+            .post(&format!("/projections/{projection}/query"), &json!({ "sql": sql, "max_rows": 10_000 }));
+        assert_eq!(status, 200, "{sql}: {body}");
+        assert_eq!(body["truncated"], false);
+        body["rows"].as_array().unwrap().clone()
+    }
+}
+
+/// The events of a small order lifecycle.
+pub fn order_events(customer: &str, items: u32) -> Vec<(&'static str, Value)> {
+    let mut v = vec![(
+        "OrderPlaced",
+        json!({ "customer": customer, "items": [{ "product_id": "p-1", "quantity": 1, "price": 10.0 }] }),
+    )];
+    for i in 0..items {
+        v.push(("ItemAdded", json!({ "product_id": format!("p-{}", i + 2), "quantity": 2, "price": 2.5 })));
+    }
+    v.push(("OrderPaid", json!({ "payment_method": "card" })));
+    v
+}
