@@ -149,3 +149,28 @@ fn restart_resumes_from_the_checkpoint_without_reapplying() {
     let (_, body) = c.get("/projections/customer-stats/tables/customer_stats/ada?min_position=62");
     assert_eq!(body["row"]["orders"], 21);
 }
+
+#[test]
+fn a_changed_plugin_rebuilds_its_read_model_from_position_one() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    for i in 0..3 {
+        c.append(&format!("o-{i}"), json!("no_stream"), &order_events("ada", 2));
+    }
+    let before = c.wait_projection("order-summary", Duration::from_secs(20), |s| s["lag"] == 0);
+    let rows = c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id");
+    let dir = server.stop();
+
+    // Same logic, different bytes: a component with one more custom section.
+    let path = dir.path().join("plugins").join("order_summary.wasm");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0x00, 0x07, 0x04, b'n', b'o', b't', b'e', b'v', b'2']);
+    std::fs::write(&path, bytes).unwrap();
+
+    let server = Server::start_in(dir, |_| {});
+    let c = server.client();
+    let after = c.wait_projection("order-summary", Duration::from_secs(20), |s| s["status"] == "live");
+    assert_ne!(after["hash"], before["hash"]);
+    assert_eq!(after["events_applied"], 12, "rebuilt from position 1: {after}");
+    assert_eq!(c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id"), rows);
+}

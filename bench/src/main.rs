@@ -1,0 +1,143 @@
+//! refract benchmarks. `cargo run --release -p refract-bench -- replay`
+//! measures how fast a projection replays the log from position 1.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use refract::db::Synchronous;
+use refract::log::{EventLog, ExpectedVersion, LogOptions, NewEvent};
+use refract::plugin::{PluginEngine, SandboxLimits};
+use refract::projection::{ProjectionOptions, Projections, RunnerOptions};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Replay N events of order traffic through `order-summary.wasm`.
+    Replay {
+        /// Events in the log.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Events per batch (one `apply` call and one transaction each).
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.scenario {
+        Scenario::Replay { events, batch_size, runs } => rt.block_on(replay(events, batch_size, runs)),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Builds `order-summary` for wasm32-wasip2.
+fn build_order_summary() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let build = refract_plugin_build::Build {
+        manifest_path: root.join("Cargo.toml"),
+        packages: vec!["order-summary".into()],
+        target_dir: root.join("target/refract-plugins"),
+        capture: false,
+    };
+    let mut paths = build.run()?;
+    paths.pop().context("no artifact")
+}
+
+fn raw(v: serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).expect("serde_json produces valid JSON")
+}
+
+/// Writes `n` events of order traffic: per order one `OrderPlaced`, eight
+/// `ItemAdded` and one `OrderPaid`.
+async fn write_orders(log: &EventLog, n: u64) -> anyhow::Result<()> {
+    let orders = n.div_ceil(10);
+    let mut written = 0;
+    for o in 0..orders {
+        let mut events = vec![NewEvent {
+            event_type: "OrderPlaced".into(),
+            data: raw(json!({ "customer": format!("c{}", o % 1000), "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] })),
+            metadata: None,
+        }];
+        for i in 0..8 {
+            events.push(NewEvent {
+                event_type: "ItemAdded".into(),
+                data: raw(json!({ "product_id": format!("p{i}"), "quantity": 2, "price": 1.25 })),
+                metadata: None,
+            });
+        }
+        events.push(NewEvent {
+            event_type: "OrderPaid".into(),
+            data: raw(json!({ "payment_method": "card" })),
+            metadata: None,
+        });
+        events.truncate((n - written).min(10) as usize);
+        written += events.len() as u64;
+        log.append(&format!("order-{o}"), ExpectedVersion::NoStream, events).await?;
+    }
+    Ok(())
+}
+
+async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
+    let wasm = build_order_summary()?;
+    let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("events.db");
+    let log = EventLog::open(&log_path, LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() })?;
+    write_orders(&log, n).await?;
+    let head = log.head();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(&wasm, plugins.join("order_summary.wasm"))?;
+    let engine = PluginEngine::new(SandboxLimits::default())?;
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let projections = Projections::new(
+            engine.clone(),
+            log.clone(),
+            ProjectionOptions {
+                dir: dir.path().join(format!("projections-{run}")),
+                log_path: log_path.clone(),
+                runner: RunnerOptions { batch_size, ..RunnerOptions::default() },
+            },
+        )?;
+        let start = Instant::now();
+        projections.load_dir(&plugins)?;
+        let loaded = Instant::now();
+        let p = projections.get("order-summary").context("order-summary did not load")?;
+        while p.wait_for(head, Duration::from_secs(600)).await < head {}
+        let elapsed = loaded.elapsed();
+        projections.shutdown();
+        times.push(elapsed);
+        eprintln!(
+            "run {}: load {:.3} s, replay of {head} events {:.3} s",
+            run + 1,
+            (loaded - start).as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "| replay through order-summary.wasm | {head} events | batch {batch_size} | median of {runs}: {:.3} s | {:.0} events/s |",
+        median.as_secs_f64(),
+        head as f64 / median.as_secs_f64()
+    );
+    log.close();
+    Ok(())
+}
