@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use refract::command::Handlers;
 use refract::db::Synchronous;
 use refract::log::{EventLog, ExpectedVersion, LogOptions, NewEvent};
 use refract::plugin::{PluginEngine, SandboxLimits};
@@ -72,7 +73,9 @@ async fn write_orders(log: &EventLog, n: u64) -> anyhow::Result<()> {
     for o in 0..orders {
         let mut events = vec![NewEvent {
             event_type: "OrderPlaced".into(),
-            data: raw(json!({ "customer": format!("c{}", o % 1000), "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] })),
+            data: raw(
+                json!({ "customer": format!("c{}", o % 1000), "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] }),
+            ),
             metadata: None,
         }];
         for i in 0..8 {
@@ -98,7 +101,8 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
     let wasm = build_order_summary()?;
     let dir = tempfile::tempdir()?;
     let log_path = dir.path().join("events.db");
-    let log = EventLog::open(&log_path, LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() })?;
+    let log =
+        EventLog::open(&log_path, LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() })?;
     write_orders(&log, n).await?;
     let head = log.head();
     let plugins = dir.path().join("plugins");
@@ -108,7 +112,6 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
     let mut times = Vec::new();
     for run in 0..runs {
         let projections = Projections::new(
-            engine.clone(),
             log.clone(),
             ProjectionOptions {
                 dir: dir.path().join(format!("projections-{run}")),
@@ -117,7 +120,13 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
             },
         )?;
         let start = Instant::now();
-        projections.load_dir(&plugins)?;
+        refract::reload::load_file(
+            &engine,
+            &projections,
+            &Handlers::default(),
+            &plugins.join("order_summary.wasm"),
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.error))?;
         let loaded = Instant::now();
         let p = projections.get("order-summary").context("order-summary did not load")?;
         while p.wait_for(head, Duration::from_secs(600)).await < head {}

@@ -1,4 +1,11 @@
-//! The refract guest SDK: write projections as plain Rust.
+//! The refract guest SDK: write projections and command handlers as plain
+//! Rust.
+//!
+//! - A **command handler** implements [`CommandHandler`] (the decider
+//!   shape: `State`, `evolve`, `decide`) and is exported with
+//!   [`export_command_handler!`]. See `plugins/orders`.
+//! - A **projection** implements [`Projection`] and is exported with
+//!   [`export_projection!`].
 //!
 //! A projection is a type implementing [`Projection`], exported with
 //! [`export_projection!`]. It receives events from the log, with `data`
@@ -45,6 +52,7 @@ extern crate self as refract_sdk;
 
 mod error;
 mod event;
+mod handler;
 pub mod log;
 mod projection;
 mod sql;
@@ -52,6 +60,7 @@ pub mod testing;
 mod value;
 
 pub use error::{Error, Result};
+pub use handler::{CommandHandler, HandlerDescription, Rejection};
 pub use projection::{Description, Projection};
 pub use sql::{Db, Rows, SqlError};
 pub use value::{FromValue, Value};
@@ -81,5 +90,25 @@ pub mod __private {
         });
     }
 
+    /// Bindings of the `command-handler` world; shared interfaces come from
+    /// [`bindings`].
+    #[allow(clippy::too_many_arguments, missing_docs)]
+    pub mod handler_bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "refract:plugin/command-handler",
+            pub_export_macro: true,
+            export_macro_name: "export_handler_world",
+            default_bindings_module: "refract_sdk::__private::handler_bindings",
+            runtime_path: "refract_sdk::__private::wit_bindgen::rt",
+            additional_derives: [PartialEq],
+            with: {
+                "refract:plugin/types@0.1.0": crate::__private::bindings::refract::plugin::types,
+                "refract:plugin/log@0.1.0": crate::__private::bindings::refract::plugin::log,
+            },
+        });
+    }
+
+    pub use crate::handler::{ExportedHandler, HandlerExport};
     pub use crate::projection::{ExportedProjection, ProjectionExport};
 }

@@ -1,4 +1,9 @@
-//! Native test helpers: run a projection against an in-memory database.
+//! Native test helpers.
+//!
+//! - Command handlers: `given(events).when(command).then(expected)` and
+//!   `.then_rejected(code)`, through the same serde round trip as in the
+//!   host.
+//! - Projections: [`ProjectionTest`] runs one against an in-memory database.
 //!
 //! ```
 //! # use refract_sdk::{Db, Description, Event, Projection, Result};
@@ -107,3 +112,102 @@ mod native {
 
 #[cfg(not(target_family = "wasm"))]
 pub use native::{ProjectionTest, event};
+
+#[cfg(not(target_family = "wasm"))]
+pub use decider::{Given, Then, given};
+
+#[cfg(not(target_family = "wasm"))]
+mod decider {
+    use std::marker::PhantomData;
+
+    use serde::Serialize;
+
+    use crate::handler::{run, untagged};
+    use crate::{CommandHandler, Event, Rejection};
+
+    /// A stream history, in events of `H`.
+    pub struct Given<H> {
+        history: Vec<Event>,
+        _h: PhantomData<H>,
+    }
+
+    /// The outcome of a command, to check.
+    pub struct Then<H> {
+        outcome: Result<Vec<(String, String)>, Rejection>,
+        _h: PhantomData<H>,
+    }
+
+    /// Starts a handler test with the stream's past events (oldest first).
+    ///
+    /// # Panics
+    /// When an event does not serialize as `{"type", "data"}`.
+    #[track_caller]
+    pub fn given<H: CommandHandler>(events: impl IntoIterator<Item = H::Event>) -> Given<H> {
+        let history = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (event_type, data) = untagged(&e).unwrap_or_else(|m| panic!("{m}"));
+                let v = i as u64 + 1;
+                super::event(
+                    v,
+                    "test-stream",
+                    v,
+                    &event_type,
+                    serde_json::from_str(&data).unwrap_or_default(),
+                )
+            })
+            .collect();
+        Given { history, _h: PhantomData }
+    }
+
+    impl<H: CommandHandler> Given<H>
+    where
+        H::Command: Serialize,
+    {
+        /// Decides on `command` given the history.
+        ///
+        /// # Panics
+        /// When the command does not serialize as `{"type", "data"}`.
+        #[track_caller]
+        pub fn when(self, command: H::Command) -> Then<H> {
+            let (kind, data) = untagged(&command).unwrap_or_else(|m| panic!("{m}"));
+            Then { outcome: run::<H>(&kind, &data, &self.history), _h: PhantomData }
+        }
+    }
+
+    fn values(events: &[(String, String)]) -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .map(|(t, d)| serde_json::json!({ "type": t, "data": serde_json::from_str::<serde_json::Value>(d).ok() }))
+            .collect()
+    }
+
+    impl<H: CommandHandler> Then<H> {
+        /// Asserts the command produced exactly `expected`, in order.
+        ///
+        /// # Panics
+        /// When it was rejected or produced other events.
+        #[track_caller]
+        pub fn then(self, expected: impl IntoIterator<Item = H::Event>) {
+            let expected: Vec<(String, String)> =
+                expected.into_iter().map(|e| untagged(&e).unwrap_or_else(|m| panic!("{m}"))).collect();
+            match self.outcome {
+                Ok(got) => assert_eq!(values(&got), values(&expected), "events differ"),
+                Err(r) => panic!("expected events, got rejection {}: {}", r.code, r.message),
+            }
+        }
+
+        /// Asserts the command was rejected with `code`.
+        ///
+        /// # Panics
+        /// When it was accepted or rejected with another code.
+        #[track_caller]
+        pub fn then_rejected(self, code: &str) {
+            match self.outcome {
+                Ok(got) => panic!("expected rejection {code}, got events {:?}", values(&got)),
+                Err(r) => assert_eq!(r.code, code, "rejected with another code: {}", r.message),
+            }
+        }
+    }
+}

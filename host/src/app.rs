@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::command::Handlers;
 use crate::http::{self, HttpOptions};
 use crate::log::{EventLog, LogOptions};
 use crate::plugin::{PluginEngine, SandboxLimits};
 use crate::projection::{ProjectionOptions, Projections, RunnerOptions};
+use crate::reload::{self, InvalidPlugin};
 
 /// Everything configurable about a refract host.
 #[derive(Debug, Clone)]
@@ -46,14 +48,21 @@ impl Config {
     }
 }
 
-/// A running host: the log, the projections and their runners.
+/// A running host: the log, the projections and their runners, the
+/// command handlers.
 pub struct App {
     /// The event log.
     pub log: EventLog,
     /// The loaded projections.
     pub projections: Projections,
+    /// The loaded command handlers.
+    pub handlers: Handlers,
+    /// Plugin files that failed to load, with the reason.
+    pub invalid: std::sync::RwLock<Vec<InvalidPlugin>>,
     /// HTTP limits.
     pub http: HttpOptions,
+    /// The engine plugins are compiled and run with.
+    pub engine: PluginEngine,
 }
 
 impl App {
@@ -67,17 +76,37 @@ impl App {
             .with_context(|| format!("while opening the event log {}", log_path.display()))?;
         let engine = PluginEngine::new(config.sandbox).context("while creating the wasm engine")?;
         let projections = Projections::new(
-            engine,
             log.clone(),
             ProjectionOptions { dir: config.data_dir.join("projections"), log_path, runner: config.runner },
         )
         .context("while preparing the projections directory")?;
+        let handlers = Handlers::default();
+        let mut invalid = Vec::new();
         if config.plugins_dir.is_dir() {
-            projections.load_dir(&config.plugins_dir)?;
+            let files = reload::wasm_files(&config.plugins_dir).with_context(|| {
+                format!("while reading the plugins directory {}", config.plugins_dir.display())
+            })?;
+            for file in files {
+                if let Err(bad) = reload::load_file(&engine, &projections, &handlers, &file) {
+                    invalid.push(bad);
+                }
+            }
         } else {
             tracing::warn!(dir = %config.plugins_dir.display(), "plugins directory does not exist; no plugins loaded");
         }
-        Ok(Arc::new(App { log, projections, http: config.http.clone() }))
+        Ok(Arc::new(App {
+            log,
+            projections,
+            handlers,
+            invalid: std::sync::RwLock::new(invalid),
+            http: config.http.clone(),
+            engine,
+        }))
+    }
+
+    /// The plugin files that failed to load.
+    pub fn invalid_plugins(&self) -> Vec<InvalidPlugin> {
+        self.invalid.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves the HTTP API on `listener` until `shutdown` completes.

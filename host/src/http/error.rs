@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::command::CommandError;
 use crate::log::{AppendError, ReadError};
 
 /// An error response.
@@ -73,5 +74,24 @@ impl From<AppendError> for ApiError {
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         Self::internal(e.to_string())
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let message = e.to_string();
+        match e {
+            CommandError::UnknownHandler(_) => Self::not_found(message),
+            CommandError::UnknownCommandType { accepted, .. } => {
+                Self::bad_request(message).with("accepted", accepted)
+            }
+            CommandError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+            CommandError::Rejected { code, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, message).with("code", code)
+            }
+            CommandError::Conflict { .. } => Self::new(StatusCode::CONFLICT, message),
+            CommandError::PluginFailed { plugin, .. } => Self::internal(message).with("plugin", plugin),
+            CommandError::Storage(_) => Self::internal(message),
+        }
     }
 }

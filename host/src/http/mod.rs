@@ -1,6 +1,7 @@
 //! The HTTP API (axum). JSON in and out; errors are `{ "error": "…" }` with
 //! the status mapped in [`error`].
 
+mod commands;
 pub mod error;
 mod extract;
 mod projections;
@@ -53,6 +54,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/streams/{stream_id}/events", post(streams::append))
         .route("/streams/{stream_id}", get(streams::read_stream))
         .route("/events", get(streams::read_all))
+        .route("/commands/{handler}", post(commands::send))
+        .route("/handlers", get(commands::list))
         .route("/projections", get(projections::list))
         .route("/projections/{name}", get(projections::get))
         .route("/projections/{name}/tables/{table}", get(tables::rows))

@@ -26,7 +26,7 @@ fn status_json(app: &App, p: &Projection) -> Value {
 
 pub async fn list(State(app): State<Arc<App>>) -> axum::Json<Value> {
     let mut all: Vec<Value> = app.projections.all().iter().map(|p| status_json(&app, p)).collect();
-    all.extend(app.projections.invalid().into_iter().filter_map(|i| serde_json::to_value(i).ok()));
+    all.extend(app.invalid_plugins().into_iter().filter_map(|i| serde_json::to_value(i).ok()));
     axum::Json(json!({ "projections": all, "head": app.log.head() }))
 }
 
@@ -37,7 +37,7 @@ pub async fn get(
     if let Some(p) = app.projections.get(&name) {
         return Ok(axum::Json(status_json(&app, &p)));
     }
-    if let Some(i) = app.projections.invalid().into_iter().find(|i| i.name == name) {
+    if let Some(i) = app.invalid_plugins().into_iter().find(|i| i.name == name) {
         return Ok(axum::Json(serde_json::to_value(i).unwrap_or(Value::Null)));
     }
     Err(unknown(&name))

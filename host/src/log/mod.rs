@@ -17,7 +17,8 @@ use rusqlite::{Connection, params};
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
-pub use types::{AppendError, Appended, ExpectedVersion, NewEvent, ReadError, RecordedEvent};
+pub use types::{AppendError, Appended, ExpectedVersion, Idempotency, NewEvent, ReadError, RecordedEvent};
+pub use writer::Outcome;
 
 use crate::db::{self, ReadPool, Synchronous};
 use writer::{PreparedEvent, Request};
@@ -97,9 +98,36 @@ impl EventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
+        if events.is_empty() {
+            return Err(AppendError::Invalid("an append needs at least one event".into()));
+        }
         let events = self.prepare(stream_id, events)?;
+        self.submit(stream_id, expected, events, None).await.map(|o| o.appended)
+    }
+
+    /// Appends like [`EventLog::append`], at most once per idempotency key.
+    /// `events` may be empty: the version check and the key are still
+    /// recorded (a command that decided nothing).
+    pub async fn append_once(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Outcome, AppendError> {
+        let events = self.prepare(stream_id, events)?;
+        self.submit(stream_id, expected, events, idempotency).await
+    }
+
+    async fn submit(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<PreparedEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Outcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        let request = Request { stream_id: stream_id.to_owned(), expected, events, reply };
+        let request = Request { stream_id: stream_id.to_owned(), expected, events, idempotency, reply };
         {
             let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
             sender.as_ref().ok_or(AppendError::Closed)?.send(request).map_err(|_| AppendError::Closed)?;
@@ -110,9 +138,6 @@ impl EventLog {
     fn prepare(&self, stream_id: &str, events: Vec<NewEvent>) -> Result<Vec<PreparedEvent>, AppendError> {
         validate_name("stream id", stream_id)?;
         let limits = &self.inner.options;
-        if events.is_empty() {
-            return Err(AppendError::Invalid("an append needs at least one event".into()));
-        }
         if events.len() > limits.max_events_per_append {
             return Err(AppendError::TooLarge(format!(
                 "{} events in one append; the limit is {}",
@@ -180,6 +205,28 @@ impl EventLog {
                 let t = serde_json::to_string(&t).map_err(|e| ReadError::Storage(e.to_string()))?;
                 query_events(conn, sql::READ_ALL_OF_TYPES, params![after, i64::MAX, limit, t])
             }
+        })
+        .await
+    }
+
+    /// Every event of a stream, oldest first (empty for a new stream).
+    pub async fn read_whole_stream(&self, stream_id: String) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.blocking_read(move |conn| {
+            query_events(conn, sql::READ_STREAM, params![stream_id, 1u64, i64::MAX])
+        })
+        .await
+    }
+
+    /// Events from position `first` to `last`, inclusive.
+    pub async fn read_range(&self, first: u64, last: u64) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.blocking_read(move |conn| query_events(conn, sql::READ_RANGE, params![first, last])).await
+    }
+
+    /// The recorded outcome of an append made with `scope` and `key`.
+    pub async fn find_idempotent(&self, scope: String, key: String) -> Result<Option<Outcome>, ReadError> {
+        self.blocking_read(move |conn| {
+            use rusqlite::OptionalExtension;
+            Ok(conn.query_row(sql::FIND_KEY, params![scope, key], writer::recorded_outcome).optional()?)
         })
         .await
     }

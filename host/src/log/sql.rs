@@ -1,7 +1,18 @@
 //! Every SQL statement the event log runs.
 
 /// Numbered schema migrations; `PRAGMA user_version` records how many ran.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("idempotency.sql")];
+
+pub const FIND_KEY: &str = "SELECT command_id, stream_id, stream_version, first_position, last_position
+    FROM idempotency_keys WHERE scope = ?1 AND key = ?2";
+
+pub const INSERT_KEY: &str = "INSERT INTO idempotency_keys
+    (scope, key, command_id, stream_id, stream_version, first_position, last_position, recorded_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+pub const READ_RANGE: &str =
+    "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
+    FROM events WHERE position >= ?1 AND position <= ?2 ORDER BY position";
 
 pub const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 

@@ -121,6 +121,18 @@ pub struct Appended {
     pub last_position: u64,
 }
 
+/// Makes an append happen at most once: a second append with the same
+/// scope and key writes nothing and reports the first one's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// Namespace of the key (the command handler's name).
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// The id of the command making this append, recorded with the key.
+    pub command_id: String,
+}
+
 /// Why an append failed. Nothing of a failed append is written.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{oneshot, watch};
 
 use super::sql;
-use super::types::{AppendError, Appended, ExpectedVersion};
+use super::types::{AppendError, Appended, ExpectedVersion, Idempotency};
 
 /// An event ready to be written: validated, serialized.
 pub(super) struct PreparedEvent {
@@ -27,7 +27,18 @@ pub(super) struct Request {
     pub stream_id: String,
     pub expected: ExpectedVersion,
     pub events: Vec<PreparedEvent>,
-    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+    pub idempotency: Option<Idempotency>,
+    pub reply: oneshot::Sender<Result<Outcome, AppendError>>,
+}
+
+/// What the writer did with an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The append's positions (for a duplicate: those of the original).
+    pub appended: Appended,
+    /// `Some(original command id)` when the idempotency key had been used:
+    /// nothing was written this time.
+    pub duplicate_of: Option<String>,
 }
 
 /// Bounds of one group commit.
@@ -66,7 +77,15 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Send
     }
 }
 
-type Outcomes = Vec<Result<Appended, AppendError>>;
+/// Reads a row of [`sql::FIND_KEY`].
+pub(super) fn recorded_outcome(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outcome> {
+    Ok(Outcome {
+        duplicate_of: Some(r.get(0)?),
+        appended: Appended { stream_version: r.get(2)?, first_position: r.get(3)?, last_position: r.get(4)? },
+    })
+}
+
+type Outcomes = Vec<Result<Outcome, AppendError>>;
 
 /// Writes `group` in one transaction starting at position `next`; returns
 /// each append's outcome and the next free position. An `Err` means nothing
@@ -78,9 +97,18 @@ fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::
     {
         let mut version = tx.prepare_cached(sql::STREAM_VERSION)?;
         let mut insert = tx.prepare_cached(sql::INSERT)?;
+        let mut find_key = tx.prepare_cached(sql::FIND_KEY)?;
+        let mut insert_key = tx.prepare_cached(sql::INSERT_KEY)?;
         // Versions of streams touched earlier in this group.
         let mut touched: HashMap<&str, Option<u64>> = HashMap::new();
         for req in group {
+            if let Some(idem) = &req.idempotency {
+                let found = find_key.query_row(params![idem.scope, idem.key], recorded_outcome).optional()?;
+                if let Some(outcome) = found {
+                    outcomes.push(Ok(outcome));
+                    continue;
+                }
+            }
             let current = match touched.get(req.stream_id.as_str()) {
                 Some(v) => *v,
                 None => version.query_row([&req.stream_id], |r| r.get::<_, Option<u64>>(0))?,
@@ -109,8 +137,23 @@ fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::
                 next += 1;
             }
             let stream_version = base + req.events.len() as u64;
-            touched.insert(&req.stream_id, Some(stream_version));
-            outcomes.push(Ok(Appended { stream_version, first_position: first, last_position: next - 1 }));
+            if !req.events.is_empty() {
+                touched.insert(&req.stream_id, Some(stream_version));
+            }
+            let appended = Appended { stream_version, first_position: first, last_position: next - 1 };
+            if let Some(idem) = &req.idempotency {
+                insert_key.execute(params![
+                    idem.scope,
+                    idem.key,
+                    idem.command_id,
+                    req.stream_id,
+                    stream_version,
+                    first,
+                    next - 1,
+                    now
+                ])?;
+            }
+            outcomes.push(Ok(Outcome { appended, duplicate_of: None }));
         }
     }
     tx.commit()?;

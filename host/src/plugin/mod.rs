@@ -9,6 +9,8 @@
 mod bindings;
 mod engine;
 pub mod guard;
+mod handler;
+mod projection;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -16,17 +18,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
+pub use bindings::exports::refract::plugin::decider::{
+    Command, Description as HandlerDescription, NewEvent, Rejection,
+};
 pub use bindings::exports::refract::plugin::projector::{ApplyError, Description};
 pub use bindings::refract::plugin::types::{Event, Value};
+pub use handler::HandlerPlugin;
+pub use projection::{ProjectionInstance, ProjectionPlugin};
 pub use state::{PluginState, SqlSession};
 
-use bindings::exports::refract::plugin::projector;
+use bindings::exports::refract::plugin::{decider, projector};
 
 /// The name of the export that makes a component a projection.
 pub const PROJECTION_EXPORT: &str = "refract:plugin/projector@0.1.0";
+/// The name of the export that makes a component a command handler.
+pub const HANDLER_EXPORT: &str = "refract:plugin/decider@0.1.0";
 
 /// Resource bounds of every plugin call.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +63,11 @@ pub enum LoadError {
     #[error("not a valid WebAssembly component (build plugins for wasm32-wasip2): {0}")]
     NotComponent(String),
     /// The component does not implement a plugin world.
-    #[error("wrong world: expected a component exporting `{PROJECTION_EXPORT}`, got exports [{}]", got.join(", "))]
+    #[error(
+        "wrong world: expected a component exporting `{PROJECTION_EXPORT}` (world projection) or \
+         `{HANDLER_EXPORT}` (world command-handler), got exports [{}]",
+        got.join(", ")
+    )]
     WrongWorld { got: Vec<String> },
     /// The component imports something the sandbox does not provide.
     #[error("cannot link: {0}")]
@@ -78,22 +91,44 @@ pub enum CallError {
     Trap(String),
 }
 
-/// The process-wide engine, linker and limits.
+/// A loaded plugin of either kind.
+pub enum Plugin {
+    /// A projection (world `projection`).
+    Projection(ProjectionPlugin),
+    /// A command handler (world `command-handler`).
+    Handler(HandlerPlugin),
+}
+
+/// The process-wide engine, linkers and limits.
 #[derive(Clone)]
 pub struct PluginEngine {
     engine: Engine,
     projection_linker: Arc<Linker<PluginState>>,
+    handler_linker: Arc<Linker<PluginState>>,
     limits: SandboxLimits,
 }
 
 impl PluginEngine {
-    /// Creates the engine and links the projection world's imports.
+    /// Creates the engine and links each world's imports: WASI with an
+    /// empty context for both; `sql` and `log` for projections, `log` only
+    /// for command handlers.
     pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
+        use bindings::refract::plugin::{log, types};
+        use wasmtime::component::HasSelf;
         let engine = engine::new_engine()?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Plugins::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(&mut linker, |s| s)?;
-        Ok(Self { engine, projection_linker: Arc::new(linker), limits })
+        let mut projection = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut projection)?;
+        bindings::Plugins::add_to_linker::<_, HasSelf<PluginState>>(&mut projection, |s| s)?;
+        let mut handler = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut handler)?;
+        types::add_to_linker::<_, HasSelf<PluginState>>(&mut handler, |s| s)?;
+        log::add_to_linker::<_, HasSelf<PluginState>>(&mut handler, |s| s)?;
+        Ok(Self {
+            engine,
+            projection_linker: Arc::new(projection),
+            handler_linker: Arc::new(handler),
+            limits,
+        })
     }
 
     /// The limits every call runs under.
@@ -101,134 +136,109 @@ impl PluginEngine {
         self.limits
     }
 
-    /// Reads, compiles, links and describes the projection in `path`.
-    pub fn load_projection(&self, path: &Path) -> Result<ProjectionPlugin, LoadError> {
+    /// Reads, compiles, links and describes the plugin in `path`, telling
+    /// the worlds apart by what the component exports.
+    pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
-        self.projection_from_bytes(path, &bytes)
+        self.load_bytes(path, &bytes)
     }
 
-    /// Compiles, links and describes a projection from its bytes.
-    pub fn projection_from_bytes(&self, path: &Path, bytes: &[u8]) -> Result<ProjectionPlugin, LoadError> {
+    /// Like [`PluginEngine::load`], for bytes already read from `path`.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let hash = hex(&Sha256::digest(bytes));
         let component =
             Component::new(&self.engine, bytes).map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
-        if component.get_export_index(None, PROJECTION_EXPORT).is_none() {
-            let ty = component.component_type();
-            let got = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-            return Err(LoadError::WrongWorld { got });
-        }
-        let pre = self
-            .projection_linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let indices = projector::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let file_name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let mut plugin = ProjectionPlugin {
-            engine: self.clone(),
-            pre,
-            indices,
-            description: Description {
-                name: file_name.clone(),
-                version: String::new(),
-                event_types: Vec::new(),
-                migrations: Vec::new(),
-            },
-            hash,
-            path: path.to_path_buf(),
+        let link = |linker: &Linker<PluginState>| {
+            linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))
         };
-        let mut instance = plugin.instantiate(None).map_err(|e| LoadError::Describe(e.to_string()))?;
-        let description = instance.describe().map_err(|e| LoadError::Describe(e.to_string()))?;
-        validate_description(&description)?;
-        plugin.description = description;
-        Ok(plugin)
+        let path = path.to_path_buf();
+        if component.get_export_index(None, PROJECTION_EXPORT).is_some() {
+            let pre = link(&self.projection_linker)?;
+            let indices =
+                projector::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            let mut plugin = ProjectionPlugin {
+                engine: self.clone(),
+                pre,
+                indices,
+                description: Description {
+                    name: "(loading)".into(),
+                    version: String::new(),
+                    event_types: Vec::new(),
+                    migrations: Vec::new(),
+                },
+                hash,
+                path,
+            };
+            let described = plugin.instantiate(None).and_then(|mut i| i.describe());
+            plugin.description = described.map_err(|e| LoadError::Describe(e.to_string()))?;
+            validate_name(&plugin.description.name)?;
+            validate_types("event type", &plugin.description.event_types)?;
+            return Ok(Plugin::Projection(plugin));
+        }
+        if component.get_export_index(None, HANDLER_EXPORT).is_some() {
+            let pre = link(&self.handler_linker)?;
+            let indices = decider::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            let mut plugin = HandlerPlugin {
+                engine: self.clone(),
+                pre,
+                indices,
+                description: HandlerDescription {
+                    name: "(loading)".into(),
+                    version: String::new(),
+                    command_types: Vec::new(),
+                },
+                hash,
+                path,
+            };
+            plugin.description = plugin.describe().map_err(|e| LoadError::Describe(e.to_string()))?;
+            validate_name(&plugin.description.name)?;
+            validate_types("command type", &plugin.description.command_types)?;
+            return Ok(Plugin::Handler(plugin));
+        }
+        let ty = component.component_type();
+        let got = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        Err(LoadError::WrongWorld { got })
+    }
+
+    /// A store for one instance of `name`, with the memory cap and the time
+    /// budget armed.
+    fn store(&self, name: &str, sql: Option<SqlSession>) -> Store<PluginState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, PluginState::new(Arc::from(name), limits, sql));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(engine::ticks(self.limits.call_timeout));
+        store.epoch_deadline_trap();
+        store
     }
 }
 
-/// Checks what a projection says about itself.
-fn validate_description(d: &Description) -> Result<(), LoadError> {
-    let bad = |m: String| Err(LoadError::InvalidDescription(m));
-    let name_ok = !d.name.is_empty()
-        && d.name.len() <= 64
-        && d.name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !name_ok {
-        return bad(format!(
-            "name {:?} must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
-            d.name
-        ));
+/// Checks a plugin's name: it names files and routes.
+fn validate_name(name: &str) -> Result<(), LoadError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LoadError::InvalidDescription(format!(
+            "name {name:?} must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        )))
     }
-    if let Some(t) = d.event_types.iter().find(|t| crate::log::validate_name("event type", t).is_err()) {
-        return bad(format!("event type {t:?} is not a valid event type name"));
+}
+
+fn validate_types(what: &str, types: &[String]) -> Result<(), LoadError> {
+    match types.iter().find(|t| crate::log::validate_name(what, t).is_err()) {
+        Some(t) => Err(LoadError::InvalidDescription(format!("{what} {t:?} is not a valid name"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A compiled, checked projection plugin: instantiate it to run it.
-pub struct ProjectionPlugin {
-    engine: PluginEngine,
-    pre: InstancePre<PluginState>,
-    indices: projector::GuestIndices,
-    /// What the plugin said about itself.
-    pub description: Description,
-    /// SHA-256 of the component's bytes: its identity for rebuild decisions.
-    pub hash: String,
-    /// The file it was loaded from.
-    pub path: PathBuf,
-}
-
-impl ProjectionPlugin {
-    /// A fresh instance in its own store, using `sql` as its database.
-    pub fn instantiate(&self, sql: Option<SqlSession>) -> Result<ProjectionInstance, CallError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.engine.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
-        let name: Arc<str> = Arc::from(self.description.name.as_str());
-        let mut store = Store::new(&self.engine.engine, PluginState::new(name, limits, sql));
-        store.limiter(|s| &mut s.limits);
-        let timeout = self.engine.limits.call_timeout;
-        store.set_epoch_deadline(engine::ticks(timeout));
-        store.epoch_deadline_trap();
-        let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
-        let guest = self.indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
-        Ok(ProjectionInstance { store, guest, timeout })
-    }
-}
-
-/// A running projection instance.
-pub struct ProjectionInstance {
-    store: Store<PluginState>,
-    guest: projector::Guest,
-    timeout: Duration,
-}
-
-impl ProjectionInstance {
-    /// Calls `describe`.
-    pub fn describe(&mut self) -> Result<Description, CallError> {
-        self.store.set_epoch_deadline(engine::ticks(self.timeout));
-        self.guest.call_describe(&mut self.store).map_err(|e| call_error(e, self.timeout))
-    }
-
-    /// Calls `apply` with one batch. The outer error is a sandbox failure
-    /// (the instance must be discarded); the inner one is the plugin's own.
-    pub fn apply(&mut self, events: &[Event]) -> Result<Result<(), ApplyError>, CallError> {
-        self.store.set_epoch_deadline(engine::ticks(self.timeout));
-        self.guest.call_apply(&mut self.store, events).map_err(|e| call_error(e, self.timeout))
-    }
-
-    /// The instance's database session.
-    pub fn sql(&mut self) -> Option<&mut SqlSession> {
-        self.store.data_mut().sql()
-    }
-
-    /// Discards the instance, keeping its database session.
-    pub fn into_sql(mut self) -> Option<SqlSession> {
-        self.store.data_mut().take_sql()
-    }
 }
 
 fn call_error(e: wasmtime::Error, timeout: Duration) -> CallError {

@@ -10,12 +10,11 @@ mod status;
 mod store;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 pub use runner::RunnerOptions;
@@ -23,8 +22,8 @@ pub use status::{Failure, State, Status};
 
 use crate::db::ReadPool;
 use crate::log::EventLog;
+use crate::plugin::ProjectionPlugin;
 use crate::plugin::guard::{Policy, SqlGuard};
-use crate::plugin::{PluginEngine, ProjectionPlugin};
 
 /// State shared between a runner thread and its readers.
 pub(crate) struct Shared {
@@ -84,19 +83,6 @@ impl Projection {
     }
 }
 
-/// A plugin file that could not be loaded.
-#[derive(Debug, Clone, Serialize)]
-pub struct InvalidPlugin {
-    /// The file's name without `.wasm`.
-    pub name: String,
-    /// The file.
-    pub file: String,
-    /// Always `invalid`.
-    pub status: &'static str,
-    /// Why it could not be loaded.
-    pub error: String,
-}
-
 /// Where projections live and how they run.
 #[derive(Debug, Clone)]
 pub struct ProjectionOptions {
@@ -108,56 +94,23 @@ pub struct ProjectionOptions {
     pub runner: RunnerOptions,
 }
 
-/// Every loaded projection, by name, and the files that failed to load.
+/// Every loaded projection, by name.
 pub struct Projections {
     loaded: RwLock<BTreeMap<String, Arc<Projection>>>,
-    invalid: RwLock<Vec<InvalidPlugin>>,
-    engine: PluginEngine,
     log: EventLog,
     options: ProjectionOptions,
 }
 
 impl Projections {
     /// An empty set of projections over `log`.
-    pub fn new(engine: PluginEngine, log: EventLog, options: ProjectionOptions) -> anyhow::Result<Self> {
+    pub fn new(log: EventLog, options: ProjectionOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.dir)?;
-        Ok(Self {
-            loaded: RwLock::new(BTreeMap::new()),
-            invalid: RwLock::new(Vec::new()),
-            engine,
-            log,
-            options,
-        })
+        Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, options })
     }
 
-    /// Loads every `*.wasm` projection in `dir` (in name order) and starts
-    /// it. Files that fail to load are logged and listed as invalid; the
-    /// others still start. Must be called inside a tokio runtime.
-    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<()> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read the plugins directory {}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            if let Err(error) = self.load(&file) {
-                tracing::error!(file = %file.display(), %error, "plugin not loaded");
-                let name = file.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-                self.invalid.write().unwrap_or_else(|p| p.into_inner()).push(InvalidPlugin {
-                    name,
-                    file: file.display().to_string(),
-                    status: "invalid",
-                    error,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Loads and starts the projection in `file`.
-    pub fn load(&self, file: &Path) -> Result<(), String> {
-        let plugin = self.engine.load_projection(file).map_err(|e| e.to_string())?;
+    /// Starts `plugin`'s runner. Fails if a projection of the same name is
+    /// already loaded. Must be called inside a tokio runtime.
+    pub fn add(&self, plugin: ProjectionPlugin) -> Result<(), String> {
         let name = plugin.description.name.clone();
         let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = loaded.get(&name) {
@@ -166,7 +119,12 @@ impl Projections {
                 existing.status().file
             ));
         }
-        tracing::info!(projection = %name, version = %plugin.description.version, file = %file.display(), "loaded projection");
+        tracing::info!(
+            projection = %name,
+            version = %plugin.description.version,
+            file = %plugin.path.display(),
+            "loaded projection"
+        );
         let projection = self.start(plugin).map_err(|e| format!("cannot start: {e}"))?;
         loaded.insert(name, projection);
         Ok(())
@@ -218,11 +176,6 @@ impl Projections {
     /// Every loaded projection, by name.
     pub fn all(&self) -> Vec<Arc<Projection>> {
         self.loaded.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-
-    /// The plugin files that failed to load.
-    pub fn invalid(&self) -> Vec<InvalidPlugin> {
-        self.invalid.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops every runner (each finishes or rolls back its current batch).

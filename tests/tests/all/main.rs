@@ -3,6 +3,7 @@
 //! real HTTP. One module per risk.
 
 mod bad_input;
+mod commands;
 mod concurrency;
 mod crash_recovery;
 mod end_to_end;

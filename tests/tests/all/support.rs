@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 pub const ORDER_SUMMARY: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY");
 /// The component built from `plugins/customer-stats`.
 pub const CUSTOMER_STATS: &str = env!("REFRACT_PLUGIN_CUSTOMER_STATS");
+/// The command handler built from `plugins/orders`.
+pub const ORDERS: &str = env!("REFRACT_PLUGIN_ORDERS");
+/// A command handler that traps, loops or returns malformed events.
+pub const BAD_HANDLER: &str = env!("REFRACT_PLUGIN_BAD_HANDLER");
 /// A projection whose `apply` never returns.
 pub const LOOPER: &str = env!("REFRACT_PLUGIN_LOOPER");
 /// A projection that tries to escape its database.
@@ -164,6 +168,14 @@ impl Client {
         self.post(
             &format!("/streams/{stream}/events"),
             &json!({ "expected_version": expected, "events": events }),
+        )
+    }
+
+    /// Sends a command to `handler`.
+    pub fn command(&self, handler: &str, command_type: &str, stream: &str, data: Value) -> Reply {
+        self.post(
+            &format!("/commands/{handler}"),
+            &json!({ "type": command_type, "stream_id": stream, "data": data }),
         )
     }
 

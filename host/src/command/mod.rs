@@ -1,0 +1,301 @@
+//! Command dispatch: load the stream's history, let the handler decide in
+//! the sandbox, append its events with the history's version as the
+//! expected version, and on a conflict re-read and decide again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::log::{AppendError, EventLog, ExpectedVersion, Idempotency, NewEvent, RecordedEvent};
+use crate::plugin::{CallError, Command, Event, HandlerPlugin};
+
+/// Most attempts at one command when other writers keep changing its stream.
+pub const MAX_ATTEMPTS: u32 = 50;
+
+/// A command as sent over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// The command type, one the handler accepts.
+    #[serde(rename = "type")]
+    pub command_type: String,
+    /// The target stream.
+    pub stream_id: String,
+    /// The payload.
+    pub data: Box<RawValue>,
+    /// Optional metadata (a JSON object); `correlation_id` in it is kept.
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    /// Makes the command happen at most once per key (per handler).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandResponse {
+    /// The id given to this command (for a repeated idempotency key: the
+    /// original command's id).
+    pub command_id: String,
+    /// The stream's version after the command.
+    pub stream_version: u64,
+    /// Position of the first appended event; null when none was appended.
+    pub first_position: Option<u64>,
+    /// Position of the last appended event; null when none was appended.
+    pub last_position: Option<u64>,
+    /// The appended events.
+    pub events: Vec<RecordedEvent>,
+    /// True when the idempotency key had been seen: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Why a command did not go through. Nothing was appended.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No handler of that name is loaded.
+    #[error("no command handler named {0:?}; GET /handlers lists them")]
+    UnknownHandler(String),
+    /// The handler does not accept that command type.
+    #[error("handler {handler} does not accept {command_type:?} commands; it accepts {}", accepted.join(", "))]
+    UnknownCommandType { handler: String, command_type: String, accepted: Vec<String> },
+    /// The command itself is invalid (stream id, metadata, key).
+    #[error("{0}")]
+    Invalid(String),
+    /// The handler refused the command.
+    #[error("{message}")]
+    Rejected { code: String, message: String },
+    /// Other writers kept changing the stream.
+    #[error("stream {stream_id} kept changing under the command; gave up after {attempts} attempts")]
+    Conflict { stream_id: String, attempts: u32 },
+    /// The handler trapped, ran out of time or memory, or returned events
+    /// that are not valid.
+    #[error("command handler {plugin} failed: {message}")]
+    PluginFailed { plugin: String, message: String },
+    /// The log failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Every loaded command handler, by name.
+#[derive(Default)]
+pub struct Handlers {
+    loaded: RwLock<BTreeMap<String, Arc<HandlerPlugin>>>,
+}
+
+/// A handler as listed by `GET /handlers`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandlerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version label.
+    pub version: String,
+    /// The command types it accepts.
+    pub command_types: Vec<String>,
+    /// SHA-256 of its bytes.
+    pub hash: String,
+    /// Its file.
+    pub file: String,
+}
+
+impl Handlers {
+    /// Adds `plugin`; fails if one of the same name is loaded.
+    pub fn add(&self, plugin: HandlerPlugin) -> Result<(), String> {
+        let name = plugin.description.name.clone();
+        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = loaded.get(&name) {
+            return Err(format!(
+                "a command handler named {name:?} is already loaded from {}; names must be unique",
+                existing.path.display()
+            ));
+        }
+        tracing::info!(handler = %name, version = %plugin.description.version, file = %plugin.path.display(), "loaded command handler");
+        loaded.insert(name, Arc::new(plugin));
+        Ok(())
+    }
+
+    /// The handler called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<HandlerPlugin>> {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Every handler, by name.
+    pub fn list(&self) -> Vec<HandlerInfo> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|h| HandlerInfo {
+                name: h.description.name.clone(),
+                version: h.description.version.clone(),
+                command_types: h.description.command_types.clone(),
+                hash: h.hash.clone(),
+                file: h.path.display().to_string(),
+            })
+            .collect()
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> CommandError {
+    CommandError::Storage(e.to_string())
+}
+
+/// A new random command id (UUID v4).
+fn new_command_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The metadata every event of the command carries: the command's own
+/// metadata plus `command_id`, `correlation_id` (kept if the client sent
+/// one, else the command id) and `causation_id` (the command id).
+fn event_metadata(command_id: &str, metadata: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let mut m = metadata.cloned().unwrap_or_default();
+    let correlation = m.get("correlation_id").cloned().unwrap_or_else(|| command_id.into());
+    m.insert("command_id".into(), command_id.into());
+    m.insert("correlation_id".into(), correlation);
+    m.insert("causation_id".into(), command_id.into());
+    m
+}
+
+/// Runs `req` through the handler called `handler` and appends its events.
+pub async fn execute(
+    log: &EventLog,
+    handlers: &Handlers,
+    handler: &str,
+    req: CommandRequest,
+) -> Result<CommandResponse, CommandError> {
+    let plugin = handlers.get(handler).ok_or_else(|| CommandError::UnknownHandler(handler.to_owned()))?;
+    if !plugin.description.command_types.contains(&req.command_type) {
+        return Err(CommandError::UnknownCommandType {
+            handler: handler.to_owned(),
+            command_type: req.command_type,
+            accepted: plugin.description.command_types.clone(),
+        });
+    }
+    crate::log::validate_name("stream id", &req.stream_id)
+        .map_err(|e| CommandError::Invalid(e.to_string()))?;
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > 256 {
+            return Err(CommandError::Invalid("idempotency_key must be 1 to 256 bytes".into()));
+        }
+        // A key seen before: answer with the original outcome, without
+        // running the handler again.
+        if let Some(o) = log.find_idempotent(handler.to_owned(), key.clone()).await.map_err(storage)? {
+            return respond(log, o, "").await;
+        }
+    }
+    let command_id = new_command_id();
+    let metadata = event_metadata(&command_id, req.metadata.as_ref());
+    let metadata_text = Value::Object(metadata).to_string();
+    let command = Command {
+        command_type: req.command_type.clone(),
+        stream_id: req.stream_id.clone(),
+        data: req.data.get().to_owned(),
+        metadata: req
+            .metadata
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), |m| Value::Object(m.clone()).to_string()),
+    };
+    let command = Arc::new(command);
+    for attempt in 1..=MAX_ATTEMPTS {
+        let history = log.read_whole_stream(req.stream_id.clone()).await.map_err(storage)?;
+        let expected =
+            history.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
+        let history: Vec<Event> = history.into_iter().map(to_plugin_event).collect();
+        let (p, c) = (plugin.clone(), command.clone());
+        let decided = tokio::task::spawn_blocking(move || p.handle(&c, &history))
+            .await
+            .map_err(|e| CommandError::PluginFailed { plugin: handler.to_owned(), message: e.to_string() })?;
+        let new_events = match decided {
+            Ok(Ok(events)) => events,
+            Ok(Err(r)) => return Err(CommandError::Rejected { code: r.code, message: r.message }),
+            Err(e @ (CallError::Timeout(_) | CallError::Trap(_))) => {
+                return Err(CommandError::PluginFailed {
+                    plugin: handler.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let events = new_events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let data = RawValue::from_string(e.data).map_err(|err| CommandError::PluginFailed {
+                    plugin: handler.to_owned(),
+                    message: format!("event {i} ({}) has invalid JSON data: {err}", e.event_type),
+                })?;
+                let metadata = RawValue::from_string(metadata_text.clone()).map_err(storage)?;
+                Ok(NewEvent { event_type: e.event_type, data, metadata: Some(metadata) })
+            })
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        let idempotency = req.idempotency_key.clone().map(|key| Idempotency {
+            scope: handler.to_owned(),
+            key,
+            command_id: command_id.clone(),
+        });
+        match log.append_once(&req.stream_id, expected, events, idempotency).await {
+            Ok(outcome) => return respond(log, outcome, &command_id).await,
+            Err(AppendError::Conflict { .. }) => {
+                tracing::debug!(handler, stream = %req.stream_id, attempt, "conflict; deciding again");
+                // Spread retries of commands racing on one stream.
+                tokio::time::sleep(Duration::from_micros(jitter(&command_id, attempt))).await;
+            }
+            Err(e @ (AppendError::Invalid(_) | AppendError::TooLarge(_))) => {
+                return Err(CommandError::PluginFailed {
+                    plugin: handler.to_owned(),
+                    message: format!("returned events the log refuses: {e}"),
+                });
+            }
+            Err(e) => return Err(storage(e)),
+        }
+    }
+    Err(CommandError::Conflict { stream_id: req.stream_id, attempts: MAX_ATTEMPTS })
+}
+
+/// A pseudo-random backoff in microseconds, growing with `attempt`.
+fn jitter(seed: &str, attempt: u32) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed.as_bytes());
+    h.write_u32(attempt);
+    h.finish() % (200 * u64::from(attempt.min(20)))
+}
+
+fn to_plugin_event(e: RecordedEvent) -> Event {
+    Event {
+        position: e.position,
+        stream_id: e.stream_id,
+        stream_version: e.stream_version,
+        event_type: e.event_type,
+        data: e.data.get().to_owned(),
+        metadata: e.metadata.get().to_owned(),
+        recorded_at: e.recorded_at,
+    }
+}
+
+/// The response for an append's outcome; `command_id` is this command's id
+/// (a duplicate reports the original's instead).
+async fn respond(
+    log: &EventLog,
+    o: crate::log::Outcome,
+    command_id: &str,
+) -> Result<CommandResponse, CommandError> {
+    let a = o.appended;
+    let appended_any = a.first_position <= a.last_position;
+    let events = if appended_any {
+        log.read_range(a.first_position, a.last_position).await.map_err(storage)?
+    } else {
+        Vec::new()
+    };
+    Ok(CommandResponse {
+        command_id: o.duplicate_of.clone().unwrap_or_else(|| command_id.to_owned()),
+        stream_version: a.stream_version,
+        first_position: appended_any.then_some(a.first_position),
+        last_position: appended_any.then_some(a.last_position),
+        events,
+        duplicate: o.duplicate_of.is_some(),
+    })
+}
