@@ -34,6 +34,16 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Commands per second over HTTP through `orders.wasm`, each on its own
+    /// stream, with 1 and with 32 concurrent clients (durable appends).
+    Commands {
+        /// Commands per client count and repetition.
+        #[arg(long, default_value_t = 2000)]
+        commands: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cli.scenario {
         Scenario::Replay { events, batch_size, runs } => rt.block_on(replay(events, batch_size, runs)),
+        Scenario::Commands { commands: n, runs } => commands(&rt, n, runs),
     }
 }
 
@@ -48,17 +59,86 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Builds `order-summary` for wasm32-wasip2.
-fn build_order_summary() -> anyhow::Result<PathBuf> {
+/// Builds the example plugin `package` for wasm32-wasip2.
+fn build_plugin(package: &str) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let build = refract_plugin_build::Build {
         manifest_path: root.join("Cargo.toml"),
-        packages: vec!["order-summary".into()],
+        packages: vec![package.into()],
         target_dir: root.join("target/refract-plugins"),
         capture: false,
     };
     let mut paths = build.run()?;
     paths.pop().context("no artifact")
+}
+
+/// Runs `clients` threads that together send `total` PlaceOrder commands,
+/// each to a stream of its own; returns the wall time.
+fn drive(base: &str, clients: usize, total: usize, run: usize) -> anyhow::Result<Duration> {
+    let per_client = total.div_ceil(clients);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (base, barrier) = (base.to_owned(), barrier.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = ureq::AgentBuilder::new().build();
+                barrier.wait();
+                for i in 0..per_client {
+                    let body = json!({
+                        "type": "PlaceOrder",
+                        "stream_id": format!("r{run}-c{clients}-{c}-{i}"),
+                        "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
+                    });
+                    agent.post(&format!("{base}/commands/orders")).send_json(body)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    Ok(start.elapsed())
+}
+
+fn commands(rt: &tokio::runtime::Runtime, n: usize, runs: usize) -> anyhow::Result<()> {
+    let wasm = build_plugin("orders")?;
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(&wasm, plugins.join("orders.wasm"))?;
+    let config = refract::Config::new(dir.path().join("data"), &plugins);
+    let (base, stop) = rt.block_on(async {
+        let app = refract::App::start(&config)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        anyhow::Ok((base, stop))
+    })?;
+    let mut results: Vec<(usize, Vec<Duration>)> = vec![(1, Vec::new()), (32, Vec::new())];
+    // Interleave the two client counts so drift hits both alike.
+    for run in 0..runs {
+        for (clients, times) in &mut results {
+            let t = drive(&base, *clients, n, run)?;
+            eprintln!("run {}: {clients} client(s): {n} commands in {:.3} s", run + 1, t.as_secs_f64());
+            times.push(t);
+        }
+    }
+    let _ = stop.send(());
+    let rate = |times: &mut Vec<Duration>| {
+        times.sort();
+        n as f64 / times[times.len() / 2].as_secs_f64()
+    };
+    let one = rate(&mut results[0].1);
+    let many = rate(&mut results[1].1);
+    println!("| commands over HTTP (PlaceOrder, durable) | 1 client | {one:.0} commands/s |");
+    println!("| commands over HTTP (PlaceOrder, durable) | 32 clients | {many:.0} commands/s ({:.1}x one client) |", many / one);
+    Ok(())
 }
 
 fn raw(v: serde_json::Value) -> Box<RawValue> {
@@ -98,7 +178,7 @@ async fn write_orders(log: &EventLog, n: u64) -> anyhow::Result<()> {
 }
 
 async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
-    let wasm = build_order_summary()?;
+    let wasm = build_plugin("order-summary")?;
     let dir = tempfile::tempdir()?;
     let log_path = dir.path().join("events.db");
     let log =
