@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use refract::command::Handlers;
 use refract::db::Synchronous;
 use refract::log::{EventLog, ExpectedVersion, LogOptions, NewEvent};
-use refract::plugin::{PluginEngine, SandboxLimits};
+use refract::metrics::Metrics;
+use refract::plugin::{Plugin, PluginEngine, SandboxLimits};
 use refract::projection::{ProjectionOptions, Projections, RunnerOptions};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -137,7 +137,10 @@ fn commands(rt: &tokio::runtime::Runtime, n: usize, runs: usize) -> anyhow::Resu
     let one = rate(&mut results[0].1);
     let many = rate(&mut results[1].1);
     println!("| commands over HTTP (PlaceOrder, durable) | 1 client | {one:.0} commands/s |");
-    println!("| commands over HTTP (PlaceOrder, durable) | 32 clients | {many:.0} commands/s ({:.1}x one client) |", many / one);
+    println!(
+        "| commands over HTTP (PlaceOrder, durable) | 32 clients | {many:.0} commands/s ({:.1}x one client) |",
+        many / one
+    );
     Ok(())
 }
 
@@ -188,7 +191,7 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
     std::fs::copy(&wasm, plugins.join("order_summary.wasm"))?;
-    let engine = PluginEngine::new(SandboxLimits::default())?;
+    let engine = PluginEngine::new(SandboxLimits::default(), None)?;
     let mut times = Vec::new();
     for run in 0..runs {
         let projections = Projections::new(
@@ -197,16 +200,16 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
                 dir: dir.path().join(format!("projections-{run}")),
                 log_path: log_path.clone(),
                 runner: RunnerOptions { batch_size, ..RunnerOptions::default() },
+                default_policy: Default::default(),
+                policies: Default::default(),
             },
+            Metrics::new(),
         )?;
         let start = Instant::now();
-        refract::reload::load_file(
-            &engine,
-            &projections,
-            &Handlers::default(),
-            &plugins.join("order_summary.wasm"),
-        )
-        .map_err(|e| anyhow::anyhow!("{}", e.error))?;
+        let Ok(Plugin::Projection(plugin)) = engine.load(&plugins.join("order_summary.wasm")) else {
+            anyhow::bail!("order_summary.wasm is not a loadable projection");
+        };
+        projections.load(plugin, false).map_err(anyhow::Error::msg)?;
         let loaded = Instant::now();
         let p = projections.get("order-summary").context("order-summary did not load")?;
         while p.wait_for(head, Duration::from_secs(600)).await < head {}

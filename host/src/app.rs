@@ -1,8 +1,9 @@
 //! Wiring: open the log, load the plugins, start the runners, serve HTTP.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -10,9 +11,10 @@ use tokio::net::TcpListener;
 use crate::command::Handlers;
 use crate::http::{self, HttpOptions};
 use crate::log::{EventLog, LogOptions};
+use crate::metrics::Metrics;
 use crate::plugin::{PluginEngine, SandboxLimits};
-use crate::projection::{ProjectionOptions, Projections, RunnerOptions};
-use crate::reload::{self, InvalidPlugin};
+use crate::projection::{ErrorPolicy, ProjectionOptions, Projections, RunnerOptions};
+use crate::reload::{self, InvalidPlugin, PluginFiles};
 
 /// Everything configurable about a refract host.
 #[derive(Debug, Clone)]
@@ -31,6 +33,12 @@ pub struct Config {
     pub runner: RunnerOptions,
     /// HTTP limits.
     pub http: HttpOptions,
+    /// Watch the plugins directory and hot-reload changes.
+    pub watch: bool,
+    /// Error policy of projections not named in `policies`.
+    pub default_policy: ErrorPolicy,
+    /// Error policy per projection name.
+    pub policies: BTreeMap<String, ErrorPolicy>,
 }
 
 impl Config {
@@ -44,6 +52,9 @@ impl Config {
             sandbox: SandboxLimits::default(),
             runner: RunnerOptions::default(),
             http: HttpOptions::default(),
+            watch: true,
+            default_policy: ErrorPolicy::Pause,
+            policies: BTreeMap::new(),
         }
     }
 }
@@ -57,12 +68,15 @@ pub struct App {
     pub projections: Projections,
     /// The loaded command handlers.
     pub handlers: Handlers,
-    /// Plugin files that failed to load, with the reason.
-    pub invalid: std::sync::RwLock<Vec<InvalidPlugin>>,
+    /// Which plugin file provides what; the files that failed to load.
+    pub files: PluginFiles,
     /// HTTP limits.
     pub http: HttpOptions,
     /// The engine plugins are compiled and run with.
     pub engine: PluginEngine,
+    /// Every metric.
+    pub metrics: Metrics,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
 }
 
 impl App {
@@ -74,39 +88,50 @@ impl App {
         let log_path = config.data_dir.join("events.db");
         let log = EventLog::open(&log_path, config.log.clone())
             .with_context(|| format!("while opening the event log {}", log_path.display()))?;
-        let engine = PluginEngine::new(config.sandbox).context("while creating the wasm engine")?;
+        let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
+            .context("while creating the wasm engine")?;
+        let metrics = Metrics::new();
         let projections = Projections::new(
             log.clone(),
-            ProjectionOptions { dir: config.data_dir.join("projections"), log_path, runner: config.runner },
+            ProjectionOptions {
+                dir: config.data_dir.join("projections"),
+                log_path,
+                runner: config.runner,
+                default_policy: config.default_policy,
+                policies: config.policies.clone(),
+            },
+            metrics.clone(),
         )
         .context("while preparing the projections directory")?;
-        let handlers = Handlers::default();
-        let mut invalid = Vec::new();
-        if config.plugins_dir.is_dir() {
-            let files = reload::wasm_files(&config.plugins_dir).with_context(|| {
-                format!("while reading the plugins directory {}", config.plugins_dir.display())
-            })?;
-            for file in files {
-                if let Err(bad) = reload::load_file(&engine, &projections, &handlers, &file) {
-                    invalid.push(bad);
-                }
-            }
-        } else {
-            tracing::warn!(dir = %config.plugins_dir.display(), "plugins directory does not exist; no plugins loaded");
-        }
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             log,
             projections,
-            handlers,
-            invalid: std::sync::RwLock::new(invalid),
+            handlers: Handlers::default(),
+            files: PluginFiles::default(),
             http: config.http.clone(),
             engine,
-        }))
+            metrics,
+            watcher: Mutex::new(None),
+        });
+        let dir = &config.plugins_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("while creating the plugins directory {}", dir.display()))?;
+        reload::load_dir(&app, dir)
+            .with_context(|| format!("while reading the plugins directory {}", dir.display()))?;
+        if config.watch {
+            match reload::watch(app.clone(), dir.clone()) {
+                Ok(w) => *app.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the plugins directory; hot reload is off")
+                }
+            }
+        }
+        Ok(app)
     }
 
     /// The plugin files that failed to load.
     pub fn invalid_plugins(&self) -> Vec<InvalidPlugin> {
-        self.invalid.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.files.invalid()
     }
 
     /// Serves the HTTP API on `listener` until `shutdown` completes.
@@ -126,6 +151,7 @@ impl App {
     /// Stops the runners and the log writer; pending work is finished or
     /// rolled back, never half-written.
     pub fn shutdown(&self) {
+        self.watcher.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.projections.shutdown();
         self.log.close();
     }

@@ -10,11 +10,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod app;
+pub mod client;
 pub mod command;
 pub mod db;
 pub mod dev;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod plugin;
 pub mod projection;
 pub mod reload;

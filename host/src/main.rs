@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use refract::client::Client;
 use refract::db::Synchronous;
+use refract::projection::ErrorPolicy;
 use refract::{App, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -24,10 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the event log and the plugins of a directory over HTTP.
+    /// Serve the event log and the plugins of a directory over HTTP,
+    /// hot-reloading plugins dropped into it.
     Serve(ServeArgs),
     /// Build the plugin crates of a source directory for wasm32-wasip2,
-    /// then serve them (the quickest way to try refract).
+    /// serve them, and rebuild and hot-reload a crate when its source
+    /// changes (the quickest way to try refract).
     Dev {
         /// Directory whose sub-directories are plugin crates.
         #[arg(long, default_value = "plugins")]
@@ -35,6 +39,53 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Scaffold a plugin crate that builds and has a passing unit test.
+    New {
+        /// `projection` or `handler`.
+        kind: refract::dev::Kind,
+        /// The plugin's name (lowercase, digits, '-').
+        name: String,
+        /// Directory to create the crate in.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+    },
+    /// Show every projection and handler of a running server.
+    Status(Remote),
+    /// Rebuild a projection from position 1 (blue/green), with progress.
+    Rebuild {
+        /// The projection.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Pause a projection (survives restarts).
+    Pause {
+        /// The projection.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Resume a paused projection, or retry the event a failed one stopped at.
+    Resume {
+        /// The projection.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a projection's dead letters.
+    DeadLetters {
+        /// The projection.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Args)]
+struct Remote {
+    /// The running server.
+    #[arg(long, env = "REFRACT_URL", default_value = "http://127.0.0.1:7070")]
+    url: String,
 }
 
 #[derive(Args)]
@@ -66,6 +117,25 @@ struct ServeArgs {
     /// Largest HTTP request body, in bytes.
     #[arg(long, default_value_t = 8 << 20)]
     max_body: usize,
+    /// What a projection does with an event it cannot apply after its
+    /// retries: stop there (`pause`) or record it and move on
+    /// (`dead-letter`).
+    #[arg(long, value_enum, default_value_t = ErrorPolicy::Pause)]
+    error_policy: ErrorPolicy,
+    /// Error policy for one projection, as NAME=pause or NAME=dead-letter
+    /// (repeatable).
+    #[arg(long = "policy", value_name = "NAME=POLICY", value_parser = parse_policy)]
+    policies: Vec<(String, ErrorPolicy)>,
+    /// Do not watch the plugins directory (no hot reload).
+    #[arg(long)]
+    no_watch: bool,
+}
+
+fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
+    let (name, policy) = s.split_once('=').ok_or("expected NAME=POLICY")?;
+    let policy = <ErrorPolicy as clap::ValueEnum>::from_str(policy, true)
+        .map_err(|_| format!("unknown policy {policy:?}; use pause or dead-letter"))?;
+    Ok((name.to_owned(), policy))
 }
 
 impl ServeArgs {
@@ -78,6 +148,9 @@ impl ServeArgs {
         c.sandbox.call_timeout = Duration::from_millis(self.call_timeout_ms.max(1));
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.http.max_body_bytes = self.max_body;
+        c.default_policy = self.error_policy;
+        c.policies = self.policies.iter().cloned().collect();
+        c.watch = !self.no_watch;
         c
     }
 }
@@ -87,14 +160,33 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
+    let mut _dev_watch = None;
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Dev { source, serve } => {
             let target = PathBuf::from("target/refract-plugins");
             let built = refract::dev::build_plugins(&source, &target, &serve.plugins)?;
             tracing::info!(count = built.len(), dir = %serve.plugins.display(), "plugins built");
+            _dev_watch = Some(refract::dev::watch_sources(source.clone(), target, serve.plugins.clone())?);
+            tracing::info!(source = %source.display(), "watching plugin sources; saving a file rebuilds and reloads its plugin");
             serve
         }
+        Command::New { kind, name, dir } => {
+            let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+            let sdk = sdk.canonicalize().unwrap_or(sdk);
+            let created = refract::dev::scaffold(kind, &name, &dir, &sdk)?;
+            println!(
+                "created {}; test it with `cargo test --manifest-path {}/Cargo.toml`",
+                created.display(),
+                created.display()
+            );
+            return Ok(());
+        }
+        Command::Status(r) => return Client::new(&r.url).status(),
+        Command::Rebuild { name, remote } => return Client::new(&remote.url).rebuild(&name),
+        Command::Pause { name, remote } => return Client::new(&remote.url).set_paused(&name, true),
+        Command::Resume { name, remote } => return Client::new(&remote.url).set_paused(&name, false),
+        Command::DeadLetters { name, remote } => return Client::new(&remote.url).dead_letters(&name),
     };
     let config = args.config();
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;

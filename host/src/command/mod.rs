@@ -102,11 +102,15 @@ pub struct HandlerInfo {
 }
 
 impl Handlers {
-    /// Adds `plugin`; fails if one of the same name is loaded.
+    /// Adds `plugin`. A handler of the same name loaded from the same file
+    /// is replaced at once (commands in flight finish on the version they
+    /// started with); one from another file is a conflict.
     pub fn add(&self, plugin: HandlerPlugin) -> Result<(), String> {
         let name = plugin.description.name.clone();
         let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = loaded.get(&name) {
+        if let Some(existing) = loaded.get(&name)
+            && existing.path != plugin.path
+        {
             return Err(format!(
                 "a command handler named {name:?} is already loaded from {}; names must be unique",
                 existing.path.display()
@@ -115,6 +119,11 @@ impl Handlers {
         tracing::info!(handler = %name, version = %plugin.description.version, file = %plugin.path.display(), "loaded command handler");
         loaded.insert(name, Arc::new(plugin));
         Ok(())
+    }
+
+    /// Unloads the handler called `name`.
+    pub fn remove(&self, name: &str) -> bool {
+        self.loaded.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some()
     }
 
     /// The handler called `name`.

@@ -61,14 +61,56 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/projections/{name}/tables/{table}", get(tables::rows))
         .route("/projections/{name}/tables/{table}/{key}", get(tables::row))
         .route("/projections/{name}/query", post(tables::query))
+        .route("/projections/{name}/pause", post(projections::pause))
+        .route("/projections/{name}/resume", post(projections::resume))
+        .route("/projections/{name}/skip", post(projections::skip))
+        .route("/projections/{name}/rebuild", post(projections::rebuild))
+        .route("/projections/{name}/dead-letters", get(projections::dead_letters))
+        .route("/projections/{name}/dead-letters/retry", post(projections::retry_dead_letters))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), record_request))
         .with_state(app)
 }
 
 async fn healthz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok", "head": app.log.head() }))
+}
+
+/// Counts every request by method, matched route and status, with latency.
+async fn record_request(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let start = std::time::Instant::now();
+    let response = next.run(req).await;
+    app.metrics.request(&method, &route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+async fn metrics(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+) -> impl axum::response::IntoResponse {
+    let projections: Vec<_> =
+        app.projections.all().iter().map(|p| (p.name().to_owned(), p.status())).collect();
+    let gauges: Vec<crate::metrics::ProjectionGauges<'_>> = projections
+        .iter()
+        .map(|(name, s)| crate::metrics::ProjectionGauges {
+            name,
+            position: s.position,
+            dead_letters: s.dead_letters,
+        })
+        .collect();
+    let body = app.metrics.render(app.log.head(), &gauges);
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -36,8 +36,14 @@ pub async fn append(
     Path(stream_id): Path<String>,
     Json(body): Json<AppendBody>,
 ) -> Result<(StatusCode, axum::Json<Appended>), ApiError> {
-    let appended = app.log.append(&stream_id, body.expected_version, body.events).await?;
-    Ok((StatusCode::CREATED, axum::Json(appended)))
+    let result = app.log.append(&stream_id, body.expected_version, body.events).await;
+    app.metrics.append(match &result {
+        Ok(_) => "ok",
+        Err(crate::log::AppendError::Conflict { .. }) => "conflict",
+        Err(crate::log::AppendError::Invalid(_) | crate::log::AppendError::TooLarge(_)) => "invalid",
+        Err(_) => "error",
+    });
+    Ok((StatusCode::CREATED, axum::Json(result?)))
 }
 
 #[derive(Debug, Deserialize)]

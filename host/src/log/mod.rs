@@ -222,6 +222,15 @@ impl EventLog {
         self.blocking_read(move |conn| query_events(conn, sql::READ_RANGE, params![first, last])).await
     }
 
+    /// When the event at `position` was recorded (unix ms), if it exists.
+    pub async fn recorded_at(&self, position: u64) -> Result<Option<i64>, ReadError> {
+        self.blocking_read(move |conn| {
+            use rusqlite::OptionalExtension;
+            Ok(conn.query_row(sql::RECORDED_AT, [position], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
     /// The recorded outcome of an append made with `scope` and `key`.
     pub async fn find_idempotent(&self, scope: String, key: String) -> Result<Option<Outcome>, ReadError> {
         self.blocking_read(move |conn| {

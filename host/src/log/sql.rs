@@ -38,3 +38,5 @@ pub const READ_ALL_OF_TYPES: &str =
     FROM events WHERE position > ?1 AND position <= ?2
       AND event_type IN (SELECT value FROM json_each(?4))
     ORDER BY position LIMIT ?3";
+
+pub const RECORDED_AT: &str = "SELECT recorded_at FROM events WHERE position = ?1";

@@ -2,15 +2,25 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use std::path::Path;
+
+use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 /// How often the engine's epoch advances: the resolution of call budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Creates the engine every plugin is compiled and run with, and starts the
 /// thread that advances its epoch (it ends when the engine is dropped).
-pub fn new_engine() -> anyhow::Result<Engine> {
+/// With `cache_dir`, compiled code is cached on disk, keyed by the
+/// component's bytes and the engine's settings, so a restart with unchanged
+/// plugins does not compile them again.
+pub fn new_engine(cache_dir: Option<&Path>) -> anyhow::Result<Engine> {
     let mut config = Config::new();
+    if let Some(dir) = cache_dir {
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        config.cache(Some(Cache::new(cache)?));
+    }
     // wasmtime 48 enables concurrency support by default, which makes every
     // call markedly slower; plugins are called synchronously.
     config.concurrency_support(false);

@@ -109,13 +109,13 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
-    /// Creates the engine and links each world's imports: WASI with an
-    /// empty context for both; `sql` and `log` for projections, `log` only
-    /// for command handlers.
-    pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
+    /// Creates the engine (caching compiled code in `cache_dir`, if given)
+    /// and links each world's imports: WASI with an empty context for both;
+    /// `sql` and `log` for projections, `log` only for command handlers.
+    pub fn new(limits: SandboxLimits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
         use bindings::refract::plugin::{log, types};
         use wasmtime::component::HasSelf;
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(cache_dir)?;
         let mut projection = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut projection)?;
         bindings::Plugins::add_to_linker::<_, HasSelf<PluginState>>(&mut projection, |s| s)?;

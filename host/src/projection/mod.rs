@@ -2,48 +2,116 @@
 //! the log by its own runner thread.
 //!
 //! One slow or failing projection never blocks appends (separate files,
-//! separate locks) nor other projections (separate threads).
+//! separate locks) nor other projections (separate threads). A new version
+//! of a projection is built blue/green: a second runner builds a new file
+//! from position 1 while the current one keeps answering queries, and the
+//! two are swapped once the new one has caught up with the log.
 
+mod layout;
 mod runner;
 mod sql;
 mod status;
 mod store;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use runner::RunnerOptions;
-pub use status::{Failure, State, Status};
+pub use runner::{ErrorPolicy, RunnerOptions};
+pub use status::{Failure, Rebuild, State, Status};
 
 use crate::db::ReadPool;
 use crate::log::EventLog;
+use crate::metrics::{Metrics, ProjectionMetrics};
 use crate::plugin::ProjectionPlugin;
 use crate::plugin::guard::{Policy, SqlGuard};
 
-/// State shared between a runner thread and its readers.
+/// Operator requests to a runner. Counters change once per request, so a
+/// runner acts on each exactly once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Control {
+    paused: bool,
+    resume: u64,
+    skip: u64,
+    retry_dead_letters: u64,
+}
+
+/// State shared between a runner thread and everything that reads it.
 pub(crate) struct Shared {
     status: Mutex<Status>,
+    /// This build's checkpoint.
     checkpoint: watch::Sender<u64>,
+    /// The projection's public checkpoint, which readers wait on; set only
+    /// while this build is the one serving.
+    public: RwLock<Option<Arc<watch::Sender<u64>>>>,
+    control: watch::Sender<Control>,
+    metrics: ProjectionMetrics,
 }
 
 impl Shared {
     fn update(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
+
+    fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn publish(&self, checkpoint: u64) {
+        self.checkpoint.send_replace(checkpoint);
+        if let Some(p) = &*self.public.read().unwrap_or_else(|p| p.into_inner()) {
+            p.send_if_modified(|c| {
+                let newer = checkpoint > *c;
+                *c = (*c).max(checkpoint);
+                newer
+            });
+        }
+    }
+}
+
+/// One build of a projection: a database file and the runner feeding it.
+struct Generation {
+    shared: Arc<Shared>,
+    /// The plugin feeding it; `None` for a build kept serving after its
+    /// plugin was replaced.
+    plugin: Option<Arc<ProjectionPlugin>>,
+    readers: ReadPool,
+    db_path: PathBuf,
+    shutdown: watch::Sender<bool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Generation {
+    fn stop(&self) {
+        self.shutdown.send_replace(true);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A loaded projection.
 pub struct Projection {
     name: String,
-    shared: Arc<Shared>,
-    readers: ReadPool,
-    shutdown: watch::Sender<bool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    current: RwLock<Arc<Generation>>,
+    shadow: Mutex<Option<Arc<Generation>>>,
+    /// The checkpoint of whichever build is serving.
+    checkpoint: Arc<watch::Sender<u64>>,
+}
+
+/// Why an operation on a projection was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// `skip` on a projection that is not stopped at an event.
+    #[error("projection {0} is not stopped at an event; nothing to skip")]
+    NothingToSkip(String),
+    /// Reading its bookkeeping failed.
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl Projection {
@@ -52,34 +120,116 @@ impl Projection {
         &self.name
     }
 
-    /// A snapshot of its status.
-    pub fn status(&self) -> Status {
-        self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn current(&self) -> Arc<Generation> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The last log position whose effects are committed in its database.
+    fn shadow(&self) -> Option<Arc<Generation>> {
+        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A snapshot of its status; while a new build is under way, `status`
+    /// is `rebuilding` and `rebuild` tells its progress.
+    pub fn status(&self) -> Status {
+        let mut s = self.current().shared.status();
+        if let Some(shadow) = self.shadow() {
+            let b = shadow.shared.status();
+            s.rebuild = Some(Rebuild {
+                status: b.status,
+                version: b.version,
+                hash: b.hash,
+                position: b.position,
+                error: b.error,
+            });
+            if s.status != State::Paused {
+                s.status = State::Rebuilding;
+            }
+        }
+        s
+    }
+
+    /// The last log position whose effects are committed in the serving
+    /// database.
     pub fn checkpoint(&self) -> u64 {
-        *self.shared.checkpoint.borrow()
+        *self.checkpoint.borrow()
     }
 
     /// Waits until the checkpoint reaches `min` or `timeout` passes; returns
     /// the checkpoint reached.
     pub async fn wait_for(&self, min: u64, timeout: Duration) -> u64 {
-        let mut rx = self.shared.checkpoint.subscribe();
+        let mut rx = self.checkpoint.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= min)).await;
         *rx.borrow()
     }
 
-    /// Read-only connections to its database (SELECT only, no ATTACH).
-    pub fn readers(&self) -> &ReadPool {
-        &self.readers
+    /// Read-only connections to the serving database (SELECT only).
+    pub fn readers(&self) -> ReadPool {
+        self.current().readers.clone()
+    }
+
+    fn control(&self, f: impl FnOnce(&mut Control)) {
+        self.current().shared.control.send_modify(f);
+    }
+
+    /// Stops applying events until [`Projection::resume`]; survives restarts.
+    pub fn pause(&self) {
+        self.control(|c| c.paused = true);
+    }
+
+    /// Continues after a pause, or retries the event a failed projection
+    /// stopped at.
+    pub fn resume(&self) {
+        self.control(|c| {
+            c.paused = false;
+            c.resume += 1;
+        });
+    }
+
+    /// Moves the event a failed projection stopped at into its dead
+    /// letters, and continues.
+    pub fn skip(&self) -> Result<u64, OpError> {
+        let s = self.current().shared.status();
+        match (s.status, s.error.and_then(|e| e.position)) {
+            (State::Failed, Some(position)) => {
+                self.control(|c| c.skip += 1);
+                Ok(position)
+            }
+            _ => Err(OpError::NothingToSkip(self.name.clone())),
+        }
+    }
+
+    /// Applies every dead letter again (each on its own, in position order).
+    pub fn retry_dead_letters(&self) {
+        self.control(|c| c.retry_dead_letters += 1);
+    }
+
+    /// Dead letters of the serving database, oldest first.
+    pub fn dead_letters(&self, limit: u64) -> Result<Vec<serde_json::Value>, OpError> {
+        let pool = self.readers();
+        let rows = pool.with(|c| -> rusqlite::Result<Vec<serde_json::Value>> {
+            let mut stmt = c.prepare_cached(sql::LIST_DEAD_LETTERS)?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(serde_json::json!({
+                    "position": r.get::<_, u64>(0)?,
+                    "stream_id": r.get::<_, String>(1)?,
+                    "stream_version": r.get::<_, u64>(2)?,
+                    "type": r.get::<_, String>(3)?,
+                    "error": r.get::<_, String>(4)?,
+                    "plugin_hash": r.get::<_, String>(5)?,
+                    "attempts": r.get::<_, u32>(6)?,
+                    "recorded_at": r.get::<_, i64>(7)?,
+                }))
+            })?;
+            rows.collect()
+        });
+        rows.and_then(|r| r).map_err(|e| OpError::Storage(e.to_string()))
     }
 
     fn stop(&self) {
-        self.shutdown.send_replace(true);
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
+        if let Some(s) = self.shadow.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            s.stop();
         }
+        self.current().stop();
     }
 }
 
@@ -92,6 +242,10 @@ pub struct ProjectionOptions {
     pub log_path: PathBuf,
     /// Batching and retries.
     pub runner: RunnerOptions,
+    /// Error policy of projections not named in `policies`.
+    pub default_policy: ErrorPolicy,
+    /// Error policy per projection name.
+    pub policies: BTreeMap<String, ErrorPolicy>,
 }
 
 /// Every loaded projection, by name.
@@ -99,73 +253,217 @@ pub struct Projections {
     loaded: RwLock<BTreeMap<String, Arc<Projection>>>,
     log: EventLog,
     options: ProjectionOptions,
+    metrics: Metrics,
 }
 
 impl Projections {
     /// An empty set of projections over `log`.
-    pub fn new(log: EventLog, options: ProjectionOptions) -> anyhow::Result<Self> {
+    pub fn new(log: EventLog, options: ProjectionOptions, metrics: Metrics) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.dir)?;
-        Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, options })
+        Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, options, metrics })
     }
 
-    /// Starts `plugin`'s runner. Fails if a projection of the same name is
-    /// already loaded. Must be called inside a tokio runtime.
-    pub fn add(&self, plugin: ProjectionPlugin) -> Result<(), String> {
+    /// Starts `plugin`. A projection of the same name already loaded is
+    /// rebuilt blue/green with it (`replace`); otherwise the serving
+    /// database is resumed from its checkpoint, or — if it was built by
+    /// other plugin bytes — kept serving while a new one is built. Must be
+    /// called inside a tokio runtime.
+    pub fn load(&self, plugin: ProjectionPlugin, replace: bool) -> Result<(), String> {
         let name = plugin.description.name.clone();
-        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = loaded.get(&name) {
-            return Err(format!(
+        let existing = self.get(&name);
+        match existing {
+            Some(p) if replace => {
+                tracing::info!(projection = %name, file = %plugin.path.display(), "new version: rebuilding blue/green");
+                self.rebuild_with(&p, Arc::new(plugin)).map_err(|e| format!("cannot start the rebuild: {e}"))
+            }
+            Some(p) => Err(format!(
                 "a projection named {name:?} is already loaded from {}; projection names must be unique",
-                existing.status().file
-            ));
+                p.status().file
+            )),
+            None => {
+                tracing::info!(
+                    projection = %name,
+                    version = %plugin.description.version,
+                    file = %plugin.path.display(),
+                    "loaded projection"
+                );
+                let p = self.open(Arc::new(plugin)).map_err(|e| format!("cannot start: {e}"))?;
+                self.loaded.write().unwrap_or_else(|p| p.into_inner()).insert(name, p);
+                Ok(())
+            }
         }
-        tracing::info!(
-            projection = %name,
-            version = %plugin.description.version,
-            file = %plugin.path.display(),
-            "loaded projection"
-        );
-        let projection = self.start(plugin).map_err(|e| format!("cannot start: {e}"))?;
-        loaded.insert(name, projection);
-        Ok(())
     }
 
-    fn start(&self, plugin: ProjectionPlugin) -> anyhow::Result<Arc<Projection>> {
+    fn open(&self, plugin: Arc<ProjectionPlugin>) -> anyhow::Result<Arc<Projection>> {
+        let name = plugin.description.name.clone();
+        let checkpoint = Arc::new(watch::channel(0).0);
+        let serving = layout::current(&self.options.dir, &name);
+        let built_by = serving.as_deref().and_then(|p| store::read_hash(p).ok().flatten());
+        let projection = match serving {
+            Some(path) if built_by.as_deref() == Some(plugin.hash.as_str()) => {
+                layout::remove_others(&path);
+                let current = self.start(&plugin, path, Some(checkpoint.clone()))?;
+                Arc::new(Projection {
+                    name,
+                    current: RwLock::new(current),
+                    shadow: Mutex::new(None),
+                    checkpoint,
+                })
+            }
+            Some(path) => {
+                // Built by another version: keep serving it, frozen, while
+                // the new version builds.
+                let frozen = self.frozen(&plugin, path, &checkpoint)?;
+                let p = Arc::new(Projection {
+                    name,
+                    current: RwLock::new(frozen),
+                    shadow: Mutex::new(None),
+                    checkpoint,
+                });
+                self.rebuild_with(&p, plugin)?;
+                p
+            }
+            None => {
+                let path = layout::new_generation(&self.options.dir, &name, &plugin.hash)?;
+                layout::set_current(&path)?;
+                let current = self.start(&plugin, path, Some(checkpoint.clone()))?;
+                Arc::new(Projection {
+                    name,
+                    current: RwLock::new(current),
+                    shadow: Mutex::new(None),
+                    checkpoint,
+                })
+            }
+        };
+        Ok(projection)
+    }
+
+    /// A build that serves queries but applies nothing (its plugin is gone).
+    fn frozen(
+        &self,
+        plugin: &ProjectionPlugin,
+        path: PathBuf,
+        checkpoint: &watch::Sender<u64>,
+    ) -> anyhow::Result<Arc<Generation>> {
+        let readers = read_pool(&path);
+        let position = readers.with(|c| c.query_row(sql::READ_META, [], |r| r.get::<_, u64>(1)))??;
+        checkpoint.send_replace(position);
+        let mut status = self.new_status(plugin);
+        status.position = position;
+        status.status = State::Stopped;
+        status.version = "(previous version)".into();
+        Ok(Arc::new(Generation {
+            shared: Arc::new(self.new_shared(status, &plugin.description.name)),
+            plugin: None,
+            readers,
+            db_path: path,
+            shutdown: watch::channel(true).0,
+            thread: Mutex::new(None),
+        }))
+    }
+
+    fn new_status(&self, plugin: &ProjectionPlugin) -> Status {
         let d = &plugin.description;
-        let db_path = self.options.dir.join(format!("{}.db", d.name));
-        let status = Status {
+        Status {
             name: d.name.clone(),
             version: d.version.clone(),
             hash: plugin.hash.clone(),
             file: plugin.path.display().to_string(),
             status: State::Starting,
+            policy: self.policy(&d.name),
             position: 0,
             events_applied: 0,
+            events_per_second: 0.0,
+            dead_letters: 0,
             error: None,
-        };
-        let shared = Arc::new(Shared { status: Mutex::new(status), checkpoint: watch::channel(0).0 });
+            rebuild: None,
+        }
+    }
+
+    fn new_shared(&self, status: Status, name: &str) -> Shared {
+        Shared {
+            status: Mutex::new(status),
+            checkpoint: watch::channel(0).0,
+            public: RwLock::new(None),
+            control: watch::channel(Control::default()).0,
+            metrics: self.metrics.projection(name),
+        }
+    }
+
+    fn policy(&self, name: &str) -> ErrorPolicy {
+        self.options.policies.get(name).copied().unwrap_or(self.options.default_policy)
+    }
+
+    /// Starts a runner for `plugin` on the database at `path`.
+    fn start(
+        &self,
+        plugin: &Arc<ProjectionPlugin>,
+        path: PathBuf,
+        public: Option<Arc<watch::Sender<u64>>>,
+    ) -> anyhow::Result<Arc<Generation>> {
+        let name = plugin.description.name.clone();
+        let shared = Arc::new(self.new_shared(self.new_status(plugin), &name));
+        *shared.public.write().unwrap_or_else(|p| p.into_inner()) = public;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let runner = runner::Runner {
             shared: shared.clone(),
-            plugin: Arc::new(plugin),
-            db_path: db_path.clone(),
+            plugin: plugin.clone(),
+            policy: self.policy(&name),
+            db_path: path.clone(),
             log_path: self.options.log_path.clone(),
             head: self.log.subscribe(),
+            control: shared.control.subscribe(),
             shutdown: shutdown_rx,
             options: self.options.runner,
             rt: tokio::runtime::Handle::current(),
         };
-        let name = runner.plugin.description.name.clone();
         let thread = std::thread::Builder::new()
             .name(format!("refract-projection-{name}"))
             .spawn(move || runner.run())?;
-        Ok(Arc::new(Projection {
-            name,
+        Ok(Arc::new(Generation {
             shared,
-            readers: ReadPool::new(db_path, 8, |c| SqlGuard::install(c, Policy::ReadOnly).map(|_| ())),
+            plugin: Some(plugin.clone()),
+            readers: read_pool(&path),
+            db_path: path,
             shutdown,
             thread: Mutex::new(Some(thread)),
         }))
+    }
+
+    /// Builds `plugin` into a new database beside the serving one and swaps
+    /// it in once caught up. A rebuild already under way is abandoned.
+    fn rebuild_with(&self, p: &Arc<Projection>, plugin: Arc<ProjectionPlugin>) -> anyhow::Result<()> {
+        let path = layout::new_generation(&self.options.dir, &p.name, &plugin.hash)?;
+        let shadow = self.start(&plugin, path, None)?;
+        let previous = p.shadow.lock().unwrap_or_else(|e| e.into_inner()).replace(shadow.clone());
+        if let Some(old) = previous {
+            tokio::task::spawn_blocking(move || {
+                old.stop();
+                let _ = store::remove(&old.db_path);
+            });
+        }
+        let (p, log) = (p.clone(), self.log.clone());
+        tokio::spawn(async move { cut_over(p, shadow, log).await });
+        Ok(())
+    }
+
+    /// Rebuilds projection `name` from position 1 with its newest plugin,
+    /// blue/green. Returns false when no such projection is loaded.
+    pub fn rebuild(&self, name: &str) -> anyhow::Result<bool> {
+        let Some(p) = self.get(name) else { return Ok(false) };
+        let plugin = p.shadow().and_then(|s| s.plugin.clone()).or_else(|| p.current().plugin.clone());
+        let plugin = plugin.ok_or_else(|| anyhow::anyhow!("projection {name} has no plugin loaded"))?;
+        self.rebuild_with(&p, plugin).map(|()| true)
+    }
+
+    /// Stops and forgets projection `name`; its databases stay on disk.
+    pub fn remove(&self, name: &str) -> bool {
+        let removed = self.loaded.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        if let Some(p) = &removed {
+            p.stop();
+            tracing::info!(projection = %name, "projection unloaded; its database is kept");
+        }
+        removed.is_some()
     }
 
     /// The projection called `name`.
@@ -184,4 +482,53 @@ impl Projections {
             p.stop();
         }
     }
+}
+
+fn read_pool(path: &Path) -> ReadPool {
+    ReadPool::new(path.to_path_buf(), 8, |c| SqlGuard::install(c, Policy::ReadOnly).map(|_| ()))
+}
+
+/// Waits until `shadow` has caught up with the head of the log, then makes
+/// it the serving build of `p`: queries switch to it at once (old readers
+/// finish on the old file), and the old build is stopped and deleted.
+async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
+    let mut checkpoint = shadow.shared.checkpoint.subscribe();
+    loop {
+        let still_wanted = p.shadow().is_some_and(|s| Arc::ptr_eq(&s, &shadow));
+        if !still_wanted || *shadow.shutdown.borrow() {
+            return;
+        }
+        let status = shadow.shared.status().status;
+        if status == State::Live && *checkpoint.borrow() >= log.head() {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), checkpoint.changed()).await;
+    }
+    if let Err(e) = layout::set_current(&shadow.db_path) {
+        tracing::error!(projection = %p.name, error = %e, "cannot switch to the rebuilt database; keeping the old one");
+        return;
+    }
+    // The old build stops publishing; the new one takes over once it holds
+    // everything the old one had published, so a reader that waited for a
+    // position never lands on a file without it.
+    let old_build = p.current();
+    *old_build.shared.public.write().unwrap_or_else(|e| e.into_inner()) = None;
+    let published = p.checkpoint();
+    let _ = tokio::time::timeout(Duration::from_secs(30), checkpoint.wait_for(|c| *c >= published)).await;
+    *shadow.shared.public.write().unwrap_or_else(|e| e.into_inner()) = Some(p.checkpoint.clone());
+    let reached = *shadow.shared.checkpoint.borrow();
+    shadow.shared.publish(reached);
+    let old = std::mem::replace(&mut *p.current.write().unwrap_or_else(|e| e.into_inner()), shadow.clone());
+    {
+        let mut slot = p.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shadow)) {
+            *slot = None;
+        }
+    }
+    tracing::info!(projection = %p.name, file = %shadow.db_path.display(), "rebuild caught up; now serving");
+    let _ = tokio::task::spawn_blocking(move || {
+        old.stop();
+        let _ = store::remove(&old.db_path);
+    })
+    .await;
 }

@@ -1,26 +1,39 @@
-//! The loop that feeds one projection: read a batch from the log, apply it
-//! in the sandbox, commit it with the checkpoint, repeat; wait for appends
-//! when caught up; retry failures with backoff, then stop at the event.
+//! The loop that feeds one build of a projection: read a batch from the
+//! log, apply it in the sandbox, commit it with the checkpoint, repeat; wait
+//! for appends when caught up; obey pause, resume, skip and dead-letter
+//! retries; retry failures with backoff, then apply the error policy.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::status::{Failure, State};
-use super::{Shared, store};
+use super::store::{self, DeadLetter};
+use super::{Control, Shared};
 use crate::db;
 use crate::log::range_sql;
 use crate::plugin::{CallError, Event, ProjectionInstance, ProjectionPlugin, SqlSession};
+
+/// What a projection does with an event it cannot apply after its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Stop at the event (status `failed`) until resumed or skipped.
+    #[default]
+    Pause,
+    /// Record the event in the dead letters and move on.
+    DeadLetter,
+}
 
 /// How a runner batches and retries.
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerOptions {
     /// Most events per `apply` call (one transaction).
     pub batch_size: usize,
-    /// Attempts at one batch before the projection is marked failed.
+    /// Attempts at one batch before the error policy applies.
     pub max_attempts: u32,
     /// Wait before the first retry; doubles with each further one.
     pub backoff: Duration,
@@ -35,9 +48,11 @@ impl Default for RunnerOptions {
 pub(super) struct Runner {
     pub shared: Arc<Shared>,
     pub plugin: Arc<ProjectionPlugin>,
+    pub policy: ErrorPolicy,
     pub db_path: std::path::PathBuf,
     pub log_path: std::path::PathBuf,
     pub head: watch::Receiver<u64>,
+    pub control: watch::Receiver<Control>,
     pub shutdown: watch::Receiver<bool>,
     pub options: RunnerOptions,
     pub rt: Handle,
@@ -51,6 +66,27 @@ struct BatchError {
     poisoned: bool,
 }
 
+/// The runner's working state.
+struct Work {
+    instance: Option<ProjectionInstance>,
+    log: Connection,
+    types: Option<String>,
+    checkpoint: u64,
+    /// Apply one event per batch up to this position, to find the event
+    /// that made a larger batch fail.
+    single_until: u64,
+    /// Stopped at this event by the `pause` policy.
+    stuck_at: Option<Event>,
+    seen: Control,
+    rate: Rate,
+}
+
+/// Events applied per second, over windows of about a second.
+struct Rate {
+    since: Instant,
+    count: u64,
+}
+
 impl Runner {
     pub fn run(mut self) {
         let name = self.plugin.description.name.clone();
@@ -61,7 +97,7 @@ impl Runner {
                 s.error = Some(Failure { message, position: None, attempts: 1, at: db::unix_ms() });
             });
             // Stay parked until shutdown so status remains readable.
-            self.wait_shutdown();
+            self.wait(false);
         }
         self.shared.update(|s| {
             if s.status != State::Failed {
@@ -71,103 +107,226 @@ impl Runner {
     }
 
     fn run_inner(&mut self) -> Result<(), String> {
-        let (session, mut checkpoint) = store::open(&self.db_path, &self.plugin)?;
-        self.shared.checkpoint.send_replace(checkpoint);
-        self.shared.update(|s| s.position = checkpoint);
+        let (session, meta) = store::open(&self.db_path, &self.plugin)?;
+        self.shared.publish(meta.position);
+        let dead = store::count_dead_letters(&session.conn).unwrap_or(0);
+        self.shared.update(|s| {
+            s.position = meta.position;
+            s.dead_letters = dead;
+        });
+        if meta.paused {
+            self.shared.control.send_modify(|c| c.paused = true);
+        }
         let log = db::open_ro(&self.log_path).map_err(|e| format!("cannot open the event log: {e}"))?;
         let types = (!self.plugin.description.event_types.is_empty())
             .then(|| serde_json::to_string(&self.plugin.description.event_types).unwrap_or_default());
-        let mut instance = Some(self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?);
+        let instance = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
+        let mut w = Work {
+            instance: Some(instance),
+            log,
+            types,
+            checkpoint: meta.position,
+            single_until: 0,
+            stuck_at: None,
+            seen: Control { paused: meta.paused, ..*self.control.borrow() },
+            rate: Rate { since: Instant::now(), count: 0 },
+        };
         loop {
             if *self.shutdown.borrow() {
                 return Ok(());
             }
-            let head = *self.head.borrow_and_update();
-            if checkpoint >= head {
-                self.shared.update(|s| s.status = State::Live);
-                if !self.wait_for_change() {
+            self.obey(&mut w)?;
+            if w.seen.paused || w.stuck_at.is_some() {
+                self.shared.update(|s| s.status = if w.seen.paused { State::Paused } else { State::Failed });
+                if !self.wait(true) {
                     return Ok(());
                 }
                 continue;
             }
-            self.shared.update(|s| {
-                if s.status != State::CatchingUp {
-                    s.status = State::CatchingUp;
+            let head = *self.head.borrow_and_update();
+            if w.checkpoint >= head {
+                self.shared.update(|s| {
+                    s.status = State::Live;
+                    s.events_per_second = 0.0;
+                });
+                if !self.wait(true) {
+                    return Ok(());
                 }
-            });
-            let events = read_batch(&log, checkpoint, head, self.options.batch_size, types.as_deref())
+                continue;
+            }
+            self.shared.update(|s| s.status = State::CatchingUp);
+            let limit = if w.checkpoint < w.single_until { 1 } else { self.options.batch_size };
+            let events = read_batch(&w.log, w.checkpoint, head, limit, w.types.as_deref())
                 .map_err(|e| format!("cannot read the event log: {e}"))?;
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
-            let upto = if events.len() < self.options.batch_size {
-                head
-            } else {
-                events.last().map_or(head, |e| e.position)
-            };
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let inst = match instance.take() {
-                    Some(i) => i,
-                    None => return Err("lost the plugin instance".into()),
-                };
-                let (inst, outcome) = self.apply_batch(inst, &events, upto)?;
-                instance = Some(inst);
-                match outcome {
-                    Ok(()) => {
-                        checkpoint = upto;
-                        self.shared.checkpoint.send_replace(checkpoint);
-                        self.shared.update(|s| {
-                            s.position = checkpoint;
-                            s.events_applied += events.len() as u64;
-                            s.error = None;
-                        });
-                        break;
-                    }
-                    Err(err) => {
-                        let failure = Failure {
-                            message: err.message,
-                            position: err.position.or(events.first().map(|e| e.position)),
-                            attempts: attempt,
-                            at: db::unix_ms(),
-                        };
-                        tracing::warn!(
-                            projection = %self.plugin.description.name,
-                            attempt, position = ?failure.position, error = %failure.message,
-                            "batch failed"
-                        );
-                        if attempt >= self.options.max_attempts {
-                            self.shared.update(|s| {
-                                s.status = State::Failed;
-                                s.error = Some(failure);
-                            });
-                            tracing::error!(
-                                projection = %self.plugin.description.name,
-                                "projection stopped after {attempt} failed attempts"
-                            );
-                            self.wait_shutdown();
-                            return Ok(());
-                        }
-                        self.shared.update(|s| s.error = Some(failure));
-                        let backoff = self.options.backoff * 2u32.saturating_pow(attempt - 1);
-                        if !self.sleep(backoff) {
-                            return Ok(());
-                        }
-                    }
-                }
+            let upto = if events.len() < limit { head } else { events.last().map_or(head, |e| e.position) };
+            if !self.apply_with_retries(&mut w, &events, upto)? {
+                return Ok(());
             }
         }
     }
 
-    /// One attempt: BEGIN, apply, checkpoint, COMMIT; rolled back on any
-    /// failure. Returns the (possibly recreated) instance.
+    /// Applies operator requests: pause/resume, skip, dead-letter retries.
+    fn obey(&mut self, w: &mut Work) -> Result<(), String> {
+        let wanted = *self.control.borrow_and_update();
+        if wanted.paused != w.seen.paused {
+            store::set_paused(&self.session(w)?.conn, wanted.paused).map_err(|e| e.to_string())?;
+            tracing::info!(projection = %self.plugin.description.name, paused = wanted.paused, "operator request");
+        }
+        if wanted.resume != w.seen.resume {
+            // Resuming retries the event a failed projection stopped at.
+            w.stuck_at = None;
+        }
+        if wanted.skip != w.seen.skip
+            && let Some(event) = w.stuck_at.take()
+        {
+            let error = self.shared.status().error.map(|f| f.message).unwrap_or_default();
+            let dead =
+                DeadLetter { event: &event, error: &error, plugin_hash: &self.plugin.hash, attempts: 0 };
+            store::dead_letter(&self.session(w)?.conn, &dead, event.position).map_err(|e| e.to_string())?;
+            self.after_commit(w, event.position, 0);
+            self.shared.update(|s| s.error = None);
+        }
+        if wanted.retry_dead_letters != w.seen.retry_dead_letters {
+            self.retry_dead_letters(w)?;
+        }
+        w.seen = wanted;
+        Ok(())
+    }
+
+    fn session<'a>(&self, w: &'a mut Work) -> Result<&'a mut SqlSession, String> {
+        w.instance.as_mut().and_then(|i| i.sql()).ok_or_else(|| "lost the database session".to_owned())
+    }
+
+    /// Applies each dead letter again, on its own; those that succeed leave
+    /// the dead letters.
+    fn retry_dead_letters(&mut self, w: &mut Work) -> Result<(), String> {
+        let positions = store::dead_letter_positions(&self.session(w)?.conn).map_err(|e| e.to_string())?;
+        for position in positions {
+            let events = read_batch(&w.log, position - 1, position, 1, None).map_err(|e| e.to_string())?;
+            let inst = w.instance.take().ok_or("lost the plugin instance")?;
+            let (inst, outcome) = self.apply_batch(inst, &events, None, Some(position))?;
+            w.instance = Some(inst);
+            if outcome.is_ok() {
+                self.shared.update(|s| s.events_applied += 1);
+            }
+        }
+        self.refresh_dead_letter_count(w)
+    }
+
+    fn refresh_dead_letter_count(&self, w: &mut Work) -> Result<(), String> {
+        let n = store::count_dead_letters(&self.session(w)?.conn).map_err(|e| e.to_string())?;
+        self.shared.update(|s| s.dead_letters = n);
+        Ok(())
+    }
+
+    /// Applies one batch, retrying with backoff, then the error policy.
+    /// False on shutdown.
+    fn apply_with_retries(&mut self, w: &mut Work, events: &[Event], upto: u64) -> Result<bool, String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let inst = w.instance.take().ok_or("lost the plugin instance")?;
+            let started = Instant::now();
+            let (inst, outcome) = self.apply_batch(inst, events, Some(upto), None)?;
+            w.instance = Some(inst);
+            let err = match outcome {
+                Ok(()) => {
+                    self.shared.metrics.observe_batch(started.elapsed(), events.len() as u64);
+                    self.after_commit(w, upto, events.len() as u64);
+                    self.shared.update(|s| s.error = None);
+                    return Ok(true);
+                }
+                Err(err) => err,
+            };
+            self.shared.metrics.failures.inc();
+            let failure = Failure {
+                message: err.message,
+                position: err.position.or(events.first().map(|e| e.position)),
+                attempts: attempt,
+                at: db::unix_ms(),
+            };
+            tracing::warn!(
+                projection = %self.plugin.description.name,
+                attempt, position = ?failure.position, error = %failure.message,
+                "batch failed"
+            );
+            let retry = attempt < self.options.max_attempts;
+            self.shared.update(|s| s.error = Some(failure.clone()));
+            if retry {
+                let backoff = self.options.backoff * 2u32.saturating_pow(attempt - 1);
+                if !self.sleep(backoff) {
+                    return Ok(false);
+                }
+                continue;
+            }
+            if events.len() > 1 {
+                // Find the failing event: go one event at a time through
+                // this batch.
+                w.single_until = upto;
+                return Ok(true);
+            }
+            let Some(event) = events.first() else { return Ok(true) };
+            match self.policy {
+                ErrorPolicy::Pause => {
+                    tracing::error!(
+                        projection = %self.plugin.description.name,
+                        position = event.position,
+                        "stopped at an event after {attempt} failed attempts; resume to retry, skip to dead-letter it"
+                    );
+                    w.stuck_at = Some(event.clone());
+                }
+                ErrorPolicy::DeadLetter => {
+                    let dead = DeadLetter {
+                        event,
+                        error: &failure.message,
+                        plugin_hash: &self.plugin.hash,
+                        attempts: attempt,
+                    };
+                    store::dead_letter(&self.session(w)?.conn, &dead, upto).map_err(|e| e.to_string())?;
+                    self.shared.metrics.dead_lettered.inc();
+                    self.after_commit(w, upto, 0);
+                    self.refresh_dead_letter_count(w)?;
+                }
+            }
+            return Ok(true);
+        }
+    }
+
+    /// Publishes a new checkpoint and counts what was applied.
+    fn after_commit(&self, w: &mut Work, checkpoint: u64, applied: u64) {
+        w.checkpoint = checkpoint;
+        self.shared.publish(checkpoint);
+        w.rate.count += applied;
+        let elapsed = w.rate.since.elapsed();
+        let rate = (elapsed >= Duration::from_secs(1)).then(|| w.rate.count as f64 / elapsed.as_secs_f64());
+        if rate.is_some() {
+            w.rate = Rate { since: Instant::now(), count: 0 };
+        }
+        self.shared.update(|s| {
+            s.position = checkpoint;
+            s.events_applied += applied;
+            if let Some(r) = rate {
+                s.events_per_second = r;
+            }
+        });
+        if w.stuck_at.is_none() && checkpoint >= w.single_until {
+            w.single_until = 0;
+        }
+    }
+
+    /// One attempt: BEGIN, apply, checkpoint (or drop the dead letter being
+    /// retried), COMMIT; rolled back on any failure. Returns the (possibly
+    /// recreated) instance.
     fn apply_batch(
         &self,
         mut inst: ProjectionInstance,
         events: &[Event],
-        upto: u64,
+        checkpoint: Option<u64>,
+        dead_letter: Option<u64>,
     ) -> Result<(ProjectionInstance, Result<(), BatchError>), String> {
-        let outcome = attempt(&mut inst, events, upto);
+        let outcome = attempt(&mut inst, events, checkpoint, dead_letter);
         if let Err(e) = &outcome {
             if let Some(s) = inst.sql() {
                 let _ = s.conn.execute_batch(super::sql::ROLLBACK);
@@ -180,13 +339,21 @@ impl Runner {
         Ok((inst, outcome))
     }
 
-    /// Waits for a new head or shutdown; false on shutdown.
-    fn wait_for_change(&mut self) -> bool {
-        let (head, shutdown) = (&mut self.head, &mut self.shutdown);
+    /// Waits for shutdown, or (when `wake` is set) for new events or an
+    /// operator request; false on shutdown.
+    fn wait(&mut self, wake: bool) -> bool {
+        let (head, control, shutdown) = (&mut self.head, &mut self.control, &mut self.shutdown);
         self.rt.block_on(async {
-            tokio::select! {
-                r = head.changed() => r.is_ok(),
-                _ = shutdown.changed() => false,
+            loop {
+                tokio::select! {
+                    r = head.changed(), if wake => return r.is_ok(),
+                    r = control.changed(), if wake => return r.is_ok(),
+                    r = shutdown.changed() => {
+                        if r.is_err() || *shutdown.borrow() {
+                            return false;
+                        }
+                    }
+                }
             }
         })
     }
@@ -201,31 +368,25 @@ impl Runner {
             }
         })
     }
-
-    fn wait_shutdown(&mut self) {
-        let shutdown = &mut self.shutdown;
-        self.rt.block_on(async {
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
 }
 
-fn attempt(inst: &mut ProjectionInstance, events: &[Event], upto: u64) -> Result<(), BatchError> {
+fn attempt(
+    inst: &mut ProjectionInstance,
+    events: &[Event],
+    checkpoint: Option<u64>,
+    dead_letter: Option<u64>,
+) -> Result<(), BatchError> {
     let storage = |e: rusqlite::Error| BatchError {
         message: format!("projection database error: {e}"),
         position: None,
         poisoned: false,
     };
-    let sql = inst.sql().ok_or_else(|| BatchError {
+    let lost = || BatchError {
         message: "projection has no database session".into(),
         position: None,
         poisoned: true,
-    })?;
-    sql.conn.execute_batch(super::sql::BEGIN).map_err(storage)?;
+    };
+    inst.sql().ok_or_else(lost)?.conn.execute_batch(super::sql::BEGIN).map_err(storage)?;
     if !events.is_empty() {
         match inst.apply(events) {
             Ok(Ok(())) => {}
@@ -237,12 +398,15 @@ fn attempt(inst: &mut ProjectionInstance, events: &[Event], upto: u64) -> Result
             }
         }
     }
-    let sql = inst.sql().ok_or_else(|| BatchError {
-        message: "projection has no database session".into(),
-        position: None,
-        poisoned: true,
-    })?;
-    store::commit_batch(&sql.conn, upto).map_err(storage)
+    let conn = &inst.sql().ok_or_else(lost)?.conn;
+    if let Some(position) = dead_letter {
+        conn.execute(super::sql::DELETE_DEAD_LETTER, [position]).map_err(storage)?;
+        return conn.execute_batch(super::sql::COMMIT).map_err(storage);
+    }
+    match checkpoint {
+        Some(c) => store::commit_batch(conn, c).map_err(storage),
+        None => conn.execute_batch(super::sql::COMMIT).map_err(storage),
+    }
 }
 
 fn read_batch(

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::ErrorPolicy;
+
 /// Where a projection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,9 +14,15 @@ pub enum State {
     CatchingUp,
     /// Caught up with the head of the log, waiting for new events.
     Live,
-    /// Stopped at an event after exhausting its retries (see `error`).
+    /// Paused by an operator; resumes where it stopped.
+    Paused,
+    /// Stopped at an event after exhausting its retries (see `error`):
+    /// `resume` retries it, `skip` moves it to the dead letters.
     Failed,
-    /// The host is shutting down.
+    /// A new version is being built beside the serving one (see `rebuild`).
+    Rebuilding,
+    /// Not running (shutting down, or a previous version kept serving
+    /// queries while its replacement builds).
     Stopped,
 }
 
@@ -31,6 +39,21 @@ pub struct Failure {
     pub at: i64,
 }
 
+/// A new build under way beside the serving one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rebuild {
+    /// The new build's own state.
+    pub status: State,
+    /// Its plugin's version label.
+    pub version: String,
+    /// Its plugin's hash.
+    pub hash: String,
+    /// Its checkpoint.
+    pub position: u64,
+    /// Its last failure, if any.
+    pub error: Option<Failure>,
+}
+
 /// A snapshot of a projection's status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -44,10 +67,18 @@ pub struct Status {
     pub file: String,
     /// Its state.
     pub status: State,
+    /// What it does with an event it cannot apply.
+    pub policy: ErrorPolicy,
     /// Checkpoint: the last log position applied (0: none).
     pub position: u64,
-    /// Events applied by this process since it started.
+    /// Events applied by this build since the host started.
     pub events_applied: u64,
+    /// Recent apply rate (0 when idle).
+    pub events_per_second: f64,
+    /// Events in the dead letters.
+    pub dead_letters: u64,
     /// The last failure, if the projection failed or is retrying.
     pub error: Option<Failure>,
+    /// The new build, while one is under way.
+    pub rebuild: Option<Rebuild>,
 }

@@ -10,11 +10,20 @@ use crate::db::{self, Synchronous};
 use crate::plugin::guard::{Policy, SqlGuard};
 use crate::plugin::{ProjectionPlugin, SqlSession};
 
+/// Where a projection database left off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// The checkpoint.
+    pub position: u64,
+    /// Whether an operator paused it.
+    pub paused: bool,
+}
+
 /// Opens the database of `plugin` at `path`, ready to apply events.
 ///
 /// A file built by different plugin bytes is deleted and rebuilt from
-/// position 1. Returns the session and the checkpoint to resume from.
-pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, u64), String> {
+/// position 1. Returns the session and where to resume.
+pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta), String> {
     let ctx = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", path.display());
     if path.exists() {
         let built_by = read_hash(path).map_err(|e| ctx("cannot read", e))?;
@@ -34,7 +43,7 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, u64),
     let d = &plugin.description;
     let meta = |c: &Connection| {
         c.query_row(sql::READ_META, [], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?, r.get::<_, bool>(3)?))
         })
         .optional()
     };
@@ -42,11 +51,11 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, u64),
         conn.execute(sql::INIT_META, params![d.name, d.version, plugin.hash, db::unix_ms()])
             .map_err(|e| ctx("cannot initialise", e))?;
     }
-    let (_, position, applied) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
+    let (_, position, applied, paused) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
     let guard = SqlGuard::install(&mut conn, Policy::Plugin).map_err(|e| ctx("cannot guard", e))?;
     let session = SqlSession { conn, guard };
     run_migrations(&session, &d.migrations, applied)?;
-    Ok((session, position))
+    Ok((session, Meta { position, paused }))
 }
 
 /// Runs the plugin's migrations from index `applied` on, each in its own
@@ -73,7 +82,8 @@ fn run_migrations(s: &SqlSession, migrations: &[String], applied: usize) -> Resu
     Ok(())
 }
 
-fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
+/// The hash of the plugin that built the database at `path`, if any.
+pub fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
     let conn = db::open_ro(path)?;
     let has_meta: bool = conn.query_row(sql::HAS_META, [], |r| r.get(0))?;
     if !has_meta {
@@ -100,4 +110,55 @@ pub fn remove(path: &Path) -> std::io::Result<()> {
 pub fn commit_batch(conn: &Connection, position: u64) -> rusqlite::Result<()> {
     conn.prepare_cached(sql::SET_POSITION)?.execute([position])?;
     conn.execute_batch(sql::COMMIT)
+}
+
+/// Records that the operator paused (or resumed) the projection.
+pub fn set_paused(conn: &Connection, paused: bool) -> rusqlite::Result<()> {
+    conn.execute(sql::SET_PAUSED, [paused]).map(|_| ())
+}
+
+/// A dead letter: an event the projection gave up on.
+pub struct DeadLetter<'a> {
+    pub event: &'a crate::plugin::Event,
+    pub error: &'a str,
+    pub plugin_hash: &'a str,
+    pub attempts: u32,
+}
+
+/// Records `dead` and moves the checkpoint past it, in one transaction.
+pub fn dead_letter(conn: &Connection, dead: &DeadLetter<'_>, checkpoint: u64) -> rusqlite::Result<()> {
+    conn.execute_batch(sql::BEGIN)?;
+    let result = (|| {
+        let e = dead.event;
+        conn.execute(
+            sql::INSERT_DEAD_LETTER,
+            params![
+                e.position,
+                e.stream_id,
+                e.stream_version,
+                e.event_type,
+                dead.error,
+                dead.plugin_hash,
+                dead.attempts,
+                db::unix_ms()
+            ],
+        )?;
+        commit_batch(conn, checkpoint)
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch(sql::ROLLBACK);
+    }
+    result
+}
+
+/// Positions of the dead letters, oldest first.
+pub fn dead_letter_positions(conn: &Connection) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(sql::DEAD_LETTER_POSITIONS)?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Number of dead letters.
+pub fn count_dead_letters(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(sql::COUNT_DEAD_LETTERS, [], |r| r.get(0))
 }

@@ -1,0 +1,124 @@
+//! The operator commands of the CLI (`refract status`, `rebuild`, `pause`,
+//! `resume`, `dead-letters`): thin clients of a running server's HTTP API.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// A running refract server.
+pub struct Client {
+    base: String,
+}
+
+impl Client {
+    /// A client of the server at `url` (for example `http://127.0.0.1:7070`).
+    pub fn new(url: &str) -> Self {
+        Self { base: url.trim_end_matches('/').to_owned() }
+    }
+
+    fn call(&self, method: &str, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = match ureq::request(method, &url).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let body: Value = r.into_json().unwrap_or(Value::Null);
+                let message = body["error"].as_str().unwrap_or("no details");
+                bail!("{method} {path}: {code}: {message}");
+            }
+            Err(e) => bail!("cannot reach refract at {}: {e}; is it running (refract serve)?", self.base),
+        };
+        response.into_json().with_context(|| format!("while reading the answer to {method} {path}"))
+    }
+
+    /// Prints every projection's status as a table.
+    pub fn status(&self) -> anyhow::Result<()> {
+        let body = self.call("GET", "/projections")?;
+        println!(
+            "{:<24} {:<12} {:>10} {:>10} {:>8} {:>6}  error",
+            "PROJECTION", "STATUS", "POSITION", "LAG", "EV/S", "DEAD"
+        );
+        for p in body["projections"].as_array().into_iter().flatten() {
+            let error = p["error"]["message"].as_str().or(p["error"].as_str()).unwrap_or("");
+            println!(
+                "{:<24} {:<12} {:>10} {:>10} {:>8.0} {:>6}  {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["status"].as_str().unwrap_or("?"),
+                p["position"].as_u64().unwrap_or(0),
+                p["lag"].as_u64().unwrap_or(0),
+                p["events_per_second"].as_f64().unwrap_or(0.0),
+                p["dead_letters"].as_u64().unwrap_or(0),
+                error.lines().next().unwrap_or("")
+            );
+        }
+        let handlers = self.call("GET", "/handlers")?;
+        for h in handlers["handlers"].as_array().into_iter().flatten() {
+            println!("handler {:<16} {}", h["name"].as_str().unwrap_or("?"), h["command_types"]);
+        }
+        Ok(())
+    }
+
+    /// Starts a blue/green rebuild and shows its progress until it serves.
+    pub fn rebuild(&self, name: &str) -> anyhow::Result<()> {
+        self.call("POST", &format!("/projections/{name}/rebuild"))?;
+        let mut out = std::io::stderr();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let s = self.call("GET", &format!("/projections/{name}"))?;
+            let head = s["head"].as_u64().unwrap_or(0).max(1);
+            match s["rebuild"].as_object() {
+                Some(r) => {
+                    if let Some(e) = r.get("error").and_then(|e| e["message"].as_str()) {
+                        let _ = writeln!(out);
+                        bail!("the rebuild of {name} is failing: {e}");
+                    }
+                    let pos = r.get("position").and_then(Value::as_u64).unwrap_or(0);
+                    let frac = (pos as f64 / head as f64).min(1.0);
+                    let filled = (frac * 30.0) as usize;
+                    let _ = write!(
+                        out,
+                        "\r{name} [{}{}] {:>3.0}% ({pos}/{head})",
+                        "=".repeat(filled),
+                        " ".repeat(30 - filled),
+                        frac * 100.0
+                    );
+                    let _ = out.flush();
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "\r{name} rebuilt; serving at position {}{}",
+                        s["position"],
+                        " ".repeat(30)
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Pauses or resumes a projection.
+    pub fn set_paused(&self, name: &str, paused: bool) -> anyhow::Result<()> {
+        let verb = if paused { "pause" } else { "resume" };
+        self.call("POST", &format!("/projections/{name}/{verb}"))?;
+        println!("{name}: {verb}d");
+        Ok(())
+    }
+
+    /// Prints a projection's dead letters.
+    pub fn dead_letters(&self, name: &str) -> anyhow::Result<()> {
+        let body = self.call("GET", &format!("/projections/{name}/dead-letters"))?;
+        println!("{name}: {} dead letter(s)", body["count"]);
+        for d in body["dead_letters"].as_array().into_iter().flatten() {
+            println!(
+                "  position {} {} on {}: {}",
+                d["position"],
+                d["type"].as_str().unwrap_or("?"),
+                d["stream_id"].as_str().unwrap_or("?"),
+                d["error"].as_str().unwrap_or("").lines().next().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+}

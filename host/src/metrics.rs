@@ -1,0 +1,218 @@
+//! Prometheus metrics (OpenMetrics text at `GET /metrics`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabel {
+    projection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabel {
+    handler: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    method: String,
+    route: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 0.1 ms .. ~3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Every metric of the host; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    applied: Family<ProjectionLabel, Counter>,
+    batches: Family<ProjectionLabel, Counter>,
+    failures: Family<ProjectionLabel, Counter>,
+    dead_lettered: Family<ProjectionLabel, Counter>,
+    batch_seconds: Histograms<ProjectionLabel>,
+    position: Family<ProjectionLabel, Gauge>,
+    lag: Family<ProjectionLabel, Gauge>,
+    dead_letters: Family<ProjectionLabel, Gauge>,
+    head: Gauge,
+    appends: Family<OutcomeLabel, Counter>,
+    commands: Family<CommandLabel, Counter>,
+    requests: Family<RequestLabel, Counter>,
+    request_seconds: Histograms<RouteLabel>,
+}
+
+/// The metrics of one projection build, held by its runner.
+#[derive(Clone)]
+pub struct ProjectionMetrics {
+    /// Events applied.
+    pub applied: Counter,
+    /// Batches committed.
+    pub batches: Counter,
+    /// Failed batch attempts.
+    pub failures: Counter,
+    /// Events moved to the dead letters.
+    pub dead_lettered: Counter,
+    batch_seconds: Histogram,
+}
+
+impl ProjectionMetrics {
+    /// Records a committed batch of `events` that took `took`.
+    pub fn observe_batch(&self, took: Duration, events: u64) {
+        self.batches.inc();
+        self.applied.inc_by(events);
+        self.batch_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// A projection's position at scrape time.
+pub struct ProjectionGauges<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Checkpoint.
+    pub position: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("refract");
+        let applied = Family::default();
+        let batches = Family::default();
+        let failures = Family::default();
+        let dead_lettered = Family::default();
+        let batch_seconds: Histograms<ProjectionLabel> = Family::new_with_constructor(seconds_histogram);
+        let position = Family::default();
+        let lag = Family::default();
+        let dead_letters = Family::default();
+        let head = Gauge::default();
+        let appends = Family::default();
+        let commands = Family::default();
+        let requests = Family::default();
+        let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
+        r.register("projection_events_applied", "Events applied by a projection", applied.clone());
+        r.register("projection_batches", "Batches committed by a projection", batches.clone());
+        r.register("projection_failures", "Failed batch attempts of a projection", failures.clone());
+        r.register(
+            "projection_dead_lettered",
+            "Events a projection moved to its dead letters",
+            dead_lettered.clone(),
+        );
+        r.register("projection_batch_seconds", "Time to apply and commit one batch", batch_seconds.clone());
+        r.register("projection_position", "Last log position a projection applied", position.clone());
+        r.register("projection_lag_events", "Events a projection is behind the head of the log", lag.clone());
+        r.register("projection_dead_letters", "Events in a projection's dead letters", dead_letters.clone());
+        r.register("log_head_position", "Position of the last event in the log", head.clone());
+        r.register("appends", "Appends over HTTP by outcome", appends.clone());
+        r.register("commands", "Commands by handler and outcome", commands.clone());
+        r.register("http_requests", "HTTP requests by method, route and status", requests.clone());
+        r.register(
+            "http_request_seconds",
+            "HTTP request latency by method and route",
+            request_seconds.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry: r,
+                applied,
+                batches,
+                failures,
+                dead_lettered,
+                batch_seconds,
+                position,
+                lag,
+                dead_letters,
+                head,
+                appends,
+                commands,
+                requests,
+                request_seconds,
+            }),
+        }
+    }
+
+    /// The metrics of projection `name`.
+    pub fn projection(&self, name: &str) -> ProjectionMetrics {
+        let l = ProjectionLabel { projection: name.to_owned() };
+        let i = &self.inner;
+        ProjectionMetrics {
+            applied: i.applied.get_or_create(&l).clone(),
+            batches: i.batches.get_or_create(&l).clone(),
+            failures: i.failures.get_or_create(&l).clone(),
+            dead_lettered: i.dead_lettered.get_or_create(&l).clone(),
+            batch_seconds: i.batch_seconds.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Counts an append by outcome (`ok`, `conflict`, `invalid`, `error`).
+    pub fn append(&self, outcome: &str) {
+        self.inner.appends.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Counts a command by handler and outcome.
+    pub fn command(&self, handler: &str, outcome: &str) {
+        let l = CommandLabel { handler: handler.to_owned(), outcome: outcome.to_owned() };
+        self.inner.commands.get_or_create(&l).inc();
+    }
+
+    /// Records an HTTP request.
+    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let i = &self.inner;
+        let l = RequestLabel { method: method.to_owned(), route: route.to_owned(), status };
+        i.requests.get_or_create(&l).inc();
+        let l = RouteLabel { method: method.to_owned(), route: route.to_owned() };
+        i.request_seconds.get_or_create(&l).observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text, with gauges set from `projections` and `head`.
+    pub fn render(&self, head: u64, projections: &[ProjectionGauges<'_>]) -> String {
+        let i = &self.inner;
+        i.head.set(head as i64);
+        for p in projections {
+            let l = ProjectionLabel { projection: p.name.to_owned() };
+            i.position.get_or_create(&l).set(p.position as i64);
+            i.lag.get_or_create(&l).set(head.saturating_sub(p.position) as i64);
+            i.dead_letters.get_or_create(&l).set(p.dead_letters as i64);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &i.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
