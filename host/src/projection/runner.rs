@@ -185,7 +185,9 @@ impl Runner {
             let dead =
                 DeadLetter { event: &event, error: &error, plugin_hash: &self.plugin.hash, attempts: 0 };
             store::dead_letter(&self.session(w)?.conn, &dead, event.position).map_err(|e| e.to_string())?;
+            self.shared.metrics.dead_lettered.inc();
             self.after_commit(w, event.position, 0);
+            self.refresh_dead_letter_count(w)?;
             self.shared.update(|s| s.error = None);
         }
         if wanted.retry_dead_letters != w.seen.retry_dead_letters {

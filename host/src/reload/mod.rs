@@ -107,7 +107,10 @@ pub fn load_file(app: &App, file: &Path) -> bool {
     let hash: [u8; 32] = Sha256::digest(&bytes).into();
     let previous = app.files.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(file).cloned();
     if previous.as_ref().is_some_and(|(_, h)| *h == hash) {
-        return true; // unchanged (a touch, or an editor's rewrite of the same bytes)
+        // Unchanged (a touch, an editor's rewrite of the same bytes, or the
+        // serving version put back after a broken one).
+        app.files.set_invalid(file, None);
+        return true;
     }
     let outcome = match app.engine.load_bytes(file, &bytes) {
         Ok(Plugin::Projection(p)) => {

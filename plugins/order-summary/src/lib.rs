@@ -4,117 +4,16 @@
 //! Every write is guarded by `last_updated_position`, so applying an event a
 //! second time changes nothing.
 
-use refract_sdk::{Db, Description, Event, Projection, Result, params};
-use serde::Deserialize;
+mod summary;
 
-/// A line of an order.
-#[derive(Debug, Deserialize)]
-pub struct Item {
-    /// The product ordered.
-    pub product_id: String,
-    /// How many.
-    pub quantity: i64,
-    /// Unit price.
-    pub price: f64,
-}
-
-/// `OrderPlaced`: a new order with its first items.
-#[derive(Debug, Deserialize)]
-pub struct OrderPlaced {
-    /// Who placed it.
-    pub customer: String,
-    /// Its items; may be empty.
-    #[serde(default)]
-    pub items: Vec<Item>,
-}
-
-/// `OrderPaid`.
-#[derive(Debug, Deserialize)]
-pub struct OrderPaid {
-    /// How it was paid.
-    pub payment_method: String,
-}
-
-/// `OrderShipped`.
-#[derive(Debug, Deserialize)]
-pub struct OrderShipped {
-    /// Who carries it.
-    pub carrier: String,
-}
-
-/// The projection.
-pub struct OrderSummary;
-
-const SCHEMA: &str = "
-CREATE TABLE order_summaries (
-    order_id              TEXT PRIMARY KEY,
-    customer              TEXT NOT NULL,
-    item_count            INTEGER NOT NULL,
-    total                 REAL NOT NULL,
-    status                TEXT NOT NULL,
-    last_updated_position INTEGER NOT NULL
-);
-CREATE INDEX order_summaries_by_customer ON order_summaries (customer);
-CREATE INDEX order_summaries_by_status ON order_summaries (status);
-";
-
-const PLACE: &str = "
-INSERT INTO order_summaries (order_id, customer, item_count, total, status, last_updated_position)
-VALUES (?1, ?2, ?3, ?4, 'placed', ?5)
-ON CONFLICT (order_id) DO NOTHING";
-
-const ADD_ITEM: &str = "
-UPDATE order_summaries
-SET item_count = item_count + ?2, total = total + ?3, last_updated_position = ?4
-WHERE order_id = ?1 AND last_updated_position < ?4";
-
-const SET_STATUS: &str = "
-UPDATE order_summaries SET status = ?2, last_updated_position = ?3
-WHERE order_id = ?1 AND last_updated_position < ?3";
-
-impl Projection for OrderSummary {
-    fn describe() -> Description {
-        Description::new("order-summary", env!("CARGO_PKG_VERSION"))
-            .event_types(["OrderPlaced", "ItemAdded", "OrderPaid", "OrderShipped", "OrderCancelled"])
-            .migration(SCHEMA)
-    }
-
-    fn apply(db: &Db, event: &Event) -> Result<()> {
-        let order = event.stream_id.as_str();
-        let pos = event.position;
-        match event.event_type.as_str() {
-            "OrderPlaced" => {
-                let e: OrderPlaced = event.data()?;
-                let count: i64 = e.items.iter().map(|i| i.quantity).sum();
-                let total: f64 = e.items.iter().map(|i| i.quantity as f64 * i.price).sum();
-                db.execute(PLACE, params![order, e.customer, count, total, pos])?;
-            }
-            "ItemAdded" => {
-                let i: Item = event.data()?;
-                db.execute(ADD_ITEM, params![order, i.quantity, i.quantity as f64 * i.price, pos])?;
-            }
-            "OrderPaid" => {
-                let _: OrderPaid = event.data()?;
-                db.execute(SET_STATUS, params![order, "paid", pos])?;
-            }
-            "OrderShipped" => {
-                let _: OrderShipped = event.data()?;
-                db.execute(SET_STATUS, params![order, "shipped", pos])?;
-            }
-            "OrderCancelled" => {
-                db.execute(SET_STATUS, params![order, "cancelled", pos])?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
+pub use summary::*;
 
 refract_sdk::export_projection!(OrderSummary);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use refract_sdk::Event;
     use refract_sdk::testing::{ProjectionTest, event};
     use serde_json::json;
 

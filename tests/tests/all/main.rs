@@ -8,4 +8,6 @@ mod concurrency;
 mod crash_recovery;
 mod end_to_end;
 mod hostile_plugins;
+mod hot_reload;
+mod operations;
 mod support;

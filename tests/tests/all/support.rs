@@ -15,6 +15,11 @@ pub const CUSTOMER_STATS: &str = env!("REFRACT_PLUGIN_CUSTOMER_STATS");
 pub const ORDERS: &str = env!("REFRACT_PLUGIN_ORDERS");
 /// A command handler that traps, loops or returns malformed events.
 pub const BAD_HANDLER: &str = env!("REFRACT_PLUGIN_BAD_HANDLER");
+/// Version 2 of order-summary: one more column, tolerant of shipments
+/// without a carrier.
+pub const ORDER_SUMMARY_V2: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_V2");
+/// A component that implements no refract world.
+pub const NO_WORLD: &str = env!("REFRACT_PLUGIN_NO_WORLD");
 /// A projection whose `apply` never returns.
 pub const LOOPER: &str = env!("REFRACT_PLUGIN_LOOPER");
 /// A projection that tries to escape its database.
@@ -87,6 +92,11 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    /// The plugins directory the server watches.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
     pub fn client(&self) -> Client {
         Client { base: self.base.clone() }
     }
@@ -141,6 +151,14 @@ fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
 impl Client {
     pub fn get(&self, path: &str) -> Reply {
         reply(ureq::get(&format!("{}{path}", self.base)).call())
+    }
+
+    /// A GET whose body is text, not JSON.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        match ureq::get(&format!("{}{path}", self.base)).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap()),
+            Err(e) => panic!("transport error: {e}"),
+        }
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {

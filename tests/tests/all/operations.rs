@@ -1,0 +1,151 @@
+//! Operating projections: poison events under each error policy, skip,
+//! dead letters re-driven by a fixed version, pause across restarts, manual
+//! rebuilds, and Prometheus metrics.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{CUSTOMER_STATS, ORDER_SUMMARY, ORDER_SUMMARY_V2, Server, order_events};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Appends an order, a shipment the projection cannot read (no carrier),
+/// and another order; returns the poison event's position and the head.
+fn append_poison(c: &crate::support::Client) -> (u64, u64) {
+    c.append("order-1", json!("no_stream"), &order_events("ada", 0));
+    let poison = c.append("order-1", json!("exists"), &[("OrderShipped", json!({}))]);
+    let last = c.append("order-2", json!("no_stream"), &order_events("bob", 0));
+    (poison["last_position"].as_u64().unwrap(), last["last_position"].as_u64().unwrap())
+}
+
+#[test]
+fn a_poison_event_stops_only_its_projection_until_skipped() {
+    let server = Server::start_with(&[ORDER_SUMMARY, CUSTOMER_STATS], |cfg| cfg.runner.max_attempts = 2);
+    let c = server.client();
+    let (poison, head) = append_poison(&c);
+    let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "failed");
+    assert_eq!(s["error"]["position"], poison, "{s}");
+    assert_eq!(s["position"], poison - 1, "stopped right before the poison event");
+    assert!(s["error"]["message"].as_str().unwrap().contains("carrier"), "{s}");
+    // The other projection read the same log and is not affected.
+    c.wait_projection("customer-stats", WAIT, |s| s["status"] == "live" && s["position"] == head);
+
+    let (status, body) = c.post("/projections/order-summary/skip", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["skipped"], poison);
+    let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "live" && s["position"] == head);
+    assert_eq!(s["dead_letters"], 1);
+    let (_, body) = c.get("/projections/order-summary/dead-letters");
+    assert_eq!(body["dead_letters"][0]["position"], poison);
+    assert_eq!(body["dead_letters"][0]["type"], "OrderShipped");
+    // Skipping again has nothing to skip.
+    let (status, _) = c.post("/projections/order-summary/skip", &json!({}));
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn with_the_dead_letter_policy_it_never_stops_and_a_fixed_version_redrives() {
+    let server = Server::start_with(&[ORDER_SUMMARY], |cfg| {
+        cfg.runner.max_attempts = 2;
+        cfg.policies.insert("order-summary".into(), refract::projection::ErrorPolicy::DeadLetter);
+    });
+    let c = server.client();
+    let (poison, head) = append_poison(&c);
+    let s = c.wait_projection("order-summary", WAIT, |s| s["position"] == head && s["status"] == "live");
+    assert_eq!(s["dead_letters"], 1, "{s}");
+    assert_eq!(s["policy"], "dead-letter");
+    let (_, body) = c.get("/projections/order-summary/dead-letters");
+    assert_eq!(body["dead_letters"][0]["position"], poison);
+    let (_, row) = c.get("/projections/order-summary/tables/order_summaries/order-1");
+    assert_eq!(row["row"]["status"], "paid");
+
+    // Retrying with the same plugin fails again and keeps the dead letter.
+    let (status, _) = c.post("/projections/order-summary/dead-letters/retry", &json!({}));
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.projection("order-summary")["dead_letters"], 1);
+
+    // A fixed version rebuilds from position 1, which applies the event.
+    std::fs::copy(ORDER_SUMMARY_V2, server.plugins_dir().join("order_summary.wasm")).unwrap();
+    let s = c.wait_projection("order-summary", WAIT, |s| s["version"] == "2.0.0" && s["status"] == "live");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    let (_, row) = c.get("/projections/order-summary/tables/order_summaries/order-1");
+    assert_eq!(row["row"]["status"], "shipped");
+}
+
+#[test]
+fn pause_survives_a_restart_and_resume_continues_from_the_checkpoint() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    let first = c.append("order-1", json!("no_stream"), &order_events("ada", 1));
+    let at = first["last_position"].as_u64().unwrap();
+    c.wait_projection("order-summary", WAIT, |s| s["position"] == at);
+    let (status, _) = c.post("/projections/order-summary/pause", &json!({}));
+    assert_eq!(status, 200);
+    c.wait_projection("order-summary", WAIT, |s| s["status"] == "paused");
+    c.append("order-2", json!("no_stream"), &order_events("bob", 1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.projection("order-summary")["position"], at, "a paused projection applies nothing");
+
+    let server = Server::start_in(server.stop(), |_| {});
+    let c = server.client();
+    let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "paused");
+    assert_eq!(s["position"], at, "still paused after a restart");
+    let last = c.append("order-3", json!("no_stream"), &order_events("cy", 0));
+    let (status, _) = c.post("/projections/order-summary/resume", &json!({}));
+    assert_eq!(status, 200);
+    let s = c.wait_projection("order-summary", WAIT, |s| {
+        s["status"] == "live" && s["position"] == last["last_position"]
+    });
+    assert_eq!(s["events_applied"], last["last_position"].as_u64().unwrap() - at);
+    assert_eq!(c.query("order-summary", "SELECT count(*) FROM order_summaries"), vec![json!([3])]);
+}
+
+#[test]
+fn a_manual_rebuild_is_blue_green_and_yields_the_same_rows() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    for i in 0..50 {
+        c.append(&format!("o-{i}"), json!("no_stream"), &order_events("ada", 2));
+    }
+    c.wait_projection("order-summary", WAIT, |s| s["lag"] == 0);
+    let rows = c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id");
+    let (status, body) = c.post("/projections/order-summary/rebuild", &json!({}));
+    assert_eq!(status, 202, "{body}");
+    let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "live" && s["rebuild"].is_null());
+    assert_eq!(s["events_applied"], 200, "rebuilt from position 1: {s}");
+    assert_eq!(c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id"), rows);
+    let (status, _) = c.post("/projections/nope/rebuild", &json!({}));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn metrics_are_prometheus_text_and_lag_falls_to_zero() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    let r = c.append("order-1", json!("no_stream"), &order_events("ada", 3));
+    c.wait_projection("order-summary", WAIT, |s| s["position"] == r["last_position"]);
+    let (status, text) = c.get_text("/metrics");
+    assert_eq!(status, 200);
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF",
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in: {line}"));
+        samples.insert(name.to_owned(), value);
+    }
+    assert!(text.trim_end().ends_with("# EOF"));
+    assert_eq!(samples["refract_projection_lag_events{projection=\"order-summary\"}"], 0.0);
+    assert_eq!(samples["refract_projection_position{projection=\"order-summary\"}"], 5.0);
+    assert_eq!(samples["refract_projection_events_applied_total{projection=\"order-summary\"}"], 5.0);
+    assert_eq!(samples["refract_appends_total{outcome=\"ok\"}"], 1.0);
+    assert!(samples.keys().any(|k| k.starts_with("refract_http_requests_total{method=\"POST\",route=\"/streams/{stream_id}/events\",status=\"201\"}")), "{text}");
+    assert!(samples.keys().any(|k| k.starts_with("refract_projection_batch_seconds_bucket")), "{text}");
+}
