@@ -6,6 +6,7 @@ mod bad_input;
 mod commands;
 mod concurrency;
 mod crash_recovery;
+mod developer_loop;
 mod end_to_end;
 mod hostile_plugins;
 mod hot_reload;
