@@ -67,7 +67,8 @@ fn scaffolded_plugins_build_pass_their_tests_and_load() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["row"]["total"], 4);
 
-    let out = Command::new(BIN).args(["new", "projection", "Bad Name", "--dir"]).arg(dir.path()).output().unwrap();
+    let out =
+        Command::new(BIN).args(["new", "projection", "Bad Name", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
 }
