@@ -36,6 +36,9 @@ enum Command {
         /// Directory whose sub-directories are plugin crates.
         #[arg(long, default_value = "plugins")]
         source: PathBuf,
+        /// Cargo target directory of the plugin builds.
+        #[arg(long, default_value = "target/refract-plugins")]
+        target_dir: PathBuf,
         #[command(flatten)]
         serve: ServeArgs,
     },
@@ -163,8 +166,7 @@ fn main() -> anyhow::Result<()> {
     let mut _dev_watch = None;
     let args = match cli.command {
         Command::Serve(args) => args,
-        Command::Dev { source, serve } => {
-            let target = PathBuf::from("target/refract-plugins");
+        Command::Dev { source, target_dir: target, serve } => {
             let built = refract::dev::build_plugins(&source, &target, &serve.plugins)?;
             tracing::info!(count = built.len(), dir = %serve.plugins.display(), "plugins built");
             _dev_watch = Some(refract::dev::watch_sources(source.clone(), target, serve.plugins.clone())?);

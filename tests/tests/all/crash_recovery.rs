@@ -2,16 +2,15 @@
 //! resumes from its checkpoints, and its read models equal a fresh replay of
 //! the same log, row for row — nothing lost, nothing applied twice.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{CUSTOMER_STATS, Client, ORDER_SUMMARY, order_events, plugins_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_refract-under-test");
+use crate::support::{
+    BIN, CUSTOMER_STATS, Client, ORDER_SUMMARY, free_port, order_events, plugins_dir, wait_healthy,
+};
 
 struct Child9 {
     child: Child,
@@ -20,7 +19,7 @@ struct Child9 {
 
 /// Starts the real binary on a free port and waits for `/healthz`.
 fn spawn(data: &Path, plugins: &Path, batch_size: u32) -> Child9 {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let child = Command::new(BIN)
         .args(["serve", "--sync", "normal", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data")
@@ -34,11 +33,7 @@ fn spawn(data: &Path, plugins: &Path, batch_size: u32) -> Child9 {
         .spawn()
         .expect("the refract binary starts");
     let client = Client { base: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{}/healthz", client.base)).call().is_err() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_healthy(&client.base, Duration::from_secs(30));
     Child9 { child, client }
 }
 

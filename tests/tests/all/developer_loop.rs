@@ -1,23 +1,27 @@
-//! `refract new` scaffolds plugin crates that build for wasm32-wasip2, pass
-//! their unit test, and load into a running server.
+//! The developer loop and the operator CLI: `refract new` scaffolds crates
+//! that build and pass their unit test; `refract dev` builds and serves
+//! them and hot-reloads a crate when its source changes; `refract status`,
+//! `pause`, `resume`, `rebuild` and `dead-letters` drive a running server.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_refract-under-test");
+use crate::support::{BIN, Client, free_port, wait_healthy};
 
 fn target_dir() -> std::path::PathBuf {
     // Shared across runs, so only the first run pays for the dependencies.
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test")
 }
 
+fn refract(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
 fn scaffold(kind: &str, name: &str, parent: &Path) -> std::path::PathBuf {
-    let out = Command::new(BIN).args(["new", kind, name, "--dir"]).arg(parent).output().unwrap();
+    let out = refract(&["new", kind, name, "--dir", parent.to_str().unwrap()]);
     assert!(out.status.success(), "refract new failed: {}", String::from_utf8_lossy(&out.stderr));
     parent.join(name)
 }
@@ -37,28 +41,69 @@ fn unit_test(dir: &Path) {
     assert!(text.contains("1 passed"), "no unit test ran:\n{text}");
 }
 
-#[test]
-fn scaffolded_plugins_build_pass_their_tests_and_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let projection = scaffold("projection", "tally", dir.path());
-    let handler = scaffold("handler", "starter", dir.path());
-    unit_test(&projection);
-    unit_test(&handler);
+struct Dev(Child);
 
-    let server = Server::start(&[]);
-    for crate_dir in [&projection, &handler] {
-        refract::dev::build_plugin(crate_dir, &target_dir(), &server.plugins_dir(), true).unwrap();
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    let c = server.client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+}
+
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (status, body) = c.command("starter", "Start", "thing-1", json!({}));
-        if status == 200 {
-            break;
+        if let Some(v) = f() {
+            return v;
         }
-        assert!(std::time::Instant::now() < deadline, "the scaffolded handler never loaded: {body}");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn cli(url: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--url", url]);
+    let out = refract(&all);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "refract {args:?} failed: {text}");
+    text
+}
+
+#[test]
+fn scaffold_dev_hot_reload_and_the_operator_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src-plugins");
+    let projection = scaffold("projection", "tally", &source);
+    let handler = scaffold("handler", "starter", &source);
+    unit_test(&projection);
+    unit_test(&handler);
+    let out = refract(&["new", "projection", "Bad Name", "--dir", source.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
+
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _dev = Dev(Command::new(BIN)
+        .arg("dev")
+        .arg("--source")
+        .arg(&source)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--plugins")
+        .arg(dir.path().join("plugins"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    wait_healthy(&url, Duration::from_secs(300));
+    let c = Client { base: url.clone() };
+    let (status, body) = c.command("starter", "Start", "thing-1", json!({}));
+    assert_eq!(status, 200, "{body}");
     let r = c.append("a", json!("any"), &[("Happened", json!({ "amount": 4 }))]);
     let (status, body) = c.get(&format!(
         "/projections/tally/tables/totals/a?min_position={}&wait_ms=30000",
@@ -67,8 +112,27 @@ fn scaffolded_plugins_build_pass_their_tests_and_load() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["row"]["total"], 4);
 
-    let out =
-        Command::new(BIN).args(["new", "projection", "Bad Name", "--dir"]).arg(dir.path()).output().unwrap();
+    // Saving a change to the source rebuilds and hot-reloads the plugin.
+    let before = c.projection("tally")["hash"].clone();
+    let lib = projection.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, code.replace("e.amount]", "e.amount * 10]")).unwrap();
+    eventually("the edited projection to serve", || {
+        let s = c.projection("tally");
+        (s["hash"] != before && s["status"] == "live" && s["rebuild"].is_null()).then_some(())
+    });
+    let (_, body) = c.get("/projections/tally/tables/totals/a");
+    assert_eq!(body["row"]["total"], 40, "the new version rebuilt the read model");
+
+    // The operator CLI against the running server.
+    assert!(cli(&url, &["status"]).contains("tally"));
+    cli(&url, &["pause", "tally"]);
+    eventually("the pause", || (c.projection("tally")["status"] == "paused").then_some(()));
+    cli(&url, &["resume", "tally"]);
+    eventually("the resume", || (c.projection("tally")["status"] == "live").then_some(()));
+    assert!(cli(&url, &["rebuild", "tally"]).contains("rebuilt"));
+    assert!(cli(&url, &["dead-letters", "tally"]).contains("0 dead letter"));
+    let out = refract(&["pause", "nope", "--url", &url]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no projection named"));
 }

@@ -239,3 +239,20 @@ pub fn order_events(customer: &str, items: u32) -> Vec<(&'static str, Value)> {
     v.push(("OrderPaid", json!({ "payment_method": "card" })));
     v
 }
+
+/// The refract binary, for tests that run it as a child process.
+pub const BIN: &str = env!("CARGO_BIN_EXE_refract-under-test");
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until the server at `base` answers `/healthz`.
+pub fn wait_healthy(base: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while ureq::get(&format!("{base}/healthz")).call().is_err() {
+        assert!(Instant::now() < deadline, "server at {base} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
