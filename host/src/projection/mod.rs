@@ -299,42 +299,43 @@ impl Projections {
         let checkpoint = Arc::new(watch::channel(0).0);
         let serving = layout::current(&self.options.dir, &name);
         let built_by = serving.as_deref().and_then(|p| store::read_hash(p).ok().flatten());
-        let projection = match serving {
-            Some(path) if built_by.as_deref() == Some(plugin.hash.as_str()) => {
-                layout::remove_others(&path);
-                let current = self.start(&plugin, path, Some(checkpoint.clone()))?;
-                Arc::new(Projection {
-                    name,
-                    current: RwLock::new(current),
-                    shadow: Mutex::new(None),
-                    checkpoint,
-                })
-            }
-            Some(path) => {
-                // Built by another version: keep serving it, frozen, while
-                // the new version builds.
-                let frozen = self.frozen(&plugin, path, &checkpoint)?;
-                let p = Arc::new(Projection {
-                    name,
-                    current: RwLock::new(frozen),
-                    shadow: Mutex::new(None),
-                    checkpoint,
-                });
-                self.rebuild_with(&p, plugin)?;
-                p
-            }
-            None => {
-                let path = layout::new_generation(&self.options.dir, &name, &plugin.hash)?;
-                layout::set_current(&path)?;
-                let current = self.start(&plugin, path, Some(checkpoint.clone()))?;
-                Arc::new(Projection {
-                    name,
-                    current: RwLock::new(current),
-                    shadow: Mutex::new(None),
-                    checkpoint,
-                })
-            }
+        let mut rebuild = false;
+        let fresh = || -> anyhow::Result<Arc<Generation>> {
+            let path = layout::new_generation(&self.options.dir, &name, &plugin.hash)?;
+            layout::set_current(&path)?;
+            layout::remove_others(&path);
+            self.start(&plugin, path, Some(checkpoint.clone()))
         };
+        let current = match (serving, built_by) {
+            (Some(path), Some(hash)) if hash == plugin.hash => {
+                layout::remove_others(&path);
+                self.start(&plugin, path, Some(checkpoint.clone()))?
+            }
+            // Built by another version: keep serving it, frozen, while the
+            // new version builds.
+            (Some(path), Some(_)) => match self.frozen(&plugin, path, &checkpoint) {
+                Ok(frozen) => {
+                    rebuild = true;
+                    frozen
+                }
+                Err(e) => {
+                    tracing::warn!(projection = %name, error = %e, "previous read model unreadable; building a new one");
+                    fresh()?
+                }
+            },
+            // No database yet, or one whose creation never finished (a crash
+            // before its bookkeeping was written): start afresh.
+            _ => fresh()?,
+        };
+        let projection = Arc::new(Projection {
+            name,
+            current: RwLock::new(current),
+            shadow: Mutex::new(None),
+            checkpoint,
+        });
+        if rebuild {
+            self.rebuild_with(&projection, plugin)?;
+        }
         Ok(projection)
     }
 
@@ -346,7 +347,7 @@ impl Projections {
         checkpoint: &watch::Sender<u64>,
     ) -> anyhow::Result<Arc<Generation>> {
         let readers = read_pool(&path);
-        let position = readers.with(|c| c.query_row(sql::READ_META, [], |r| r.get::<_, u64>(1)))??;
+        let position = readers.with(|c| c.query_row(sql::READ_POSITION, [], |r| r.get::<_, u64>(0)))??;
         checkpoint.send_replace(position);
         let mut status = self.new_status(plugin);
         status.position = position;

@@ -9,6 +9,8 @@ pub const HAS_META: &str =
 pub const READ_META: &str =
     "SELECT plugin_hash, position, migrations_applied, paused FROM refract_meta WHERE id = 1";
 
+pub const READ_POSITION: &str = "SELECT position FROM refract_meta WHERE id = 1";
+
 pub const INIT_META: &str = "INSERT INTO refract_meta
     (id, plugin_name, plugin_version, plugin_hash, position, migrations_applied, created_at)
     VALUES (1, ?1, ?2, ?3, 0, 0, ?4)";
