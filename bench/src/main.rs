@@ -227,6 +227,7 @@ async fn replay(n: u64, batch_size: usize, runs: usize) -> anyhow::Result<()> {
                 runner: RunnerOptions { batch_size, ..RunnerOptions::default() },
                 default_policy: Default::default(),
                 policies: Default::default(),
+                drop_removed: false,
             },
             Metrics::new(),
         )?;

@@ -39,6 +39,8 @@ pub struct Config {
     pub default_policy: ErrorPolicy,
     /// Error policy per projection name.
     pub policies: BTreeMap<String, ErrorPolicy>,
+    /// Delete a projection's databases when its plugin file is removed.
+    pub drop_removed: bool,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             watch: true,
             default_policy: ErrorPolicy::Pause,
             policies: BTreeMap::new(),
+            drop_removed: false,
         }
     }
 }
@@ -99,6 +102,7 @@ impl App {
                 runner: config.runner,
                 default_policy: config.default_policy,
                 policies: config.policies.clone(),
+                drop_removed: config.drop_removed,
             },
             metrics.clone(),
         )

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Do not watch the plugins directory (no hot reload).
     #[arg(long)]
     no_watch: bool,
+    /// Delete a projection's read databases when its plugin file is removed
+    /// (by default they are kept).
+    #[arg(long)]
+    drop_removed: bool,
 }
 
 fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
@@ -154,6 +158,7 @@ impl ServeArgs {
         c.default_policy = self.error_policy;
         c.policies = self.policies.iter().cloned().collect();
         c.watch = !self.no_watch;
+        c.drop_removed = self.drop_removed;
         c
     }
 }

@@ -246,6 +246,9 @@ pub struct ProjectionOptions {
     pub default_policy: ErrorPolicy,
     /// Error policy per projection name.
     pub policies: BTreeMap<String, ErrorPolicy>,
+    /// Delete a projection's databases when its plugin is removed (by
+    /// default they are kept, so putting the plugin back resumes).
+    pub drop_removed: bool,
 }
 
 /// Every loaded projection, by name.
@@ -457,12 +460,25 @@ impl Projections {
         self.rebuild_with(&p, plugin).map(|()| true)
     }
 
-    /// Stops and forgets projection `name`; its databases stay on disk.
+    /// Stops and forgets projection `name`; its databases stay on disk
+    /// unless [`ProjectionOptions::drop_removed`] is set.
     pub fn remove(&self, name: &str) -> bool {
         let removed = self.loaded.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         if let Some(p) = &removed {
             p.stop();
-            tracing::info!(projection = %name, "projection unloaded; its database is kept");
+            if self.options.drop_removed {
+                let dir = layout::dir(&self.options.dir, name);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {
+                        tracing::info!(projection = %name, "projection unloaded; its databases were deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(projection = %name, error = %e, "projection unloaded; cannot delete its databases")
+                    }
+                }
+            } else {
+                tracing::info!(projection = %name, "projection unloaded; its database is kept");
+            }
         }
         removed.is_some()
     }

@@ -182,3 +182,19 @@ fn plugins_come_and_go_with_their_files() {
     }
     assert!(server.data_dir().join("projections/order-summary/CURRENT").is_file());
 }
+
+#[test]
+fn with_drop_removed_a_removed_projection_takes_its_data_along() {
+    let server = Server::start_with(&[ORDER_SUMMARY], |cfg| cfg.drop_removed = true);
+    let c = server.client();
+    c.append("order-1", json!("no_stream"), &order_events("ada", 0));
+    c.wait_projection("order-summary", WAIT, |s| s["lag"] == 0);
+    let dir = server.data_dir().join("projections/order-summary");
+    assert!(dir.is_dir());
+    std::fs::remove_file(server.plugins_dir().join("order_summary.wasm")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while c.get("/projections/order-summary").0 != 404 || dir.exists() {
+        assert!(std::time::Instant::now() < deadline, "the projection or its data stayed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
