@@ -41,6 +41,8 @@ pub struct Config {
     pub policies: BTreeMap<String, ErrorPolicy>,
     /// Delete a projection's databases when its plugin file is removed.
     pub drop_removed: bool,
+    /// Serve on a non-loopback address without a token (not recommended).
+    pub allow_open: bool,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             default_policy: ErrorPolicy::Pause,
             policies: BTreeMap::new(),
             drop_removed: false,
+            allow_open: false,
         }
     }
 }
@@ -86,6 +89,13 @@ impl App {
     /// Opens the data directory, loads every plugin and starts the
     /// projection runners. Must be called inside a tokio runtime.
     pub fn start(config: &Config) -> anyhow::Result<Arc<App>> {
+        if !config.listen.ip().is_loopback() && config.http.token.is_none() && !config.allow_open {
+            anyhow::bail!(
+                "refusing to listen on {} without a token: anyone who can reach it could write events; \
+                 set --token (or REFRACT_TOKEN), or pass --insecure-no-token to serve without access control",
+                config.listen
+            );
+        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("while creating the data directory {}", config.data_dir.display()))?;
         let log_path = config.data_dir.join("events.db");

@@ -10,17 +10,23 @@ use serde_json::Value;
 /// A running refract server.
 pub struct Client {
     base: String,
+    token: Option<String>,
 }
 
 impl Client {
-    /// A client of the server at `url` (for example `http://127.0.0.1:7070`).
-    pub fn new(url: &str) -> Self {
-        Self { base: url.trim_end_matches('/').to_owned() }
+    /// A client of the server at `url` (for example `http://127.0.0.1:7070`),
+    /// sending `token` as a bearer token when given.
+    pub fn new(url: &str, token: Option<String>) -> Self {
+        Self { base: url.trim_end_matches('/').to_owned(), token }
     }
 
     fn call(&self, method: &str, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let response = match ureq::request(method, &url).call() {
+        let mut request = ureq::request(method, &url);
+        if let Some(t) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {t}"));
+        }
+        let response = match request.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
                 let body: Value = r.into_json().unwrap_or(Value::Null);

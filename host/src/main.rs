@@ -89,6 +89,15 @@ struct Remote {
     /// The running server.
     #[arg(long, env = "REFRACT_URL", default_value = "http://127.0.0.1:7070")]
     url: String,
+    /// Its bearer token, if it has one.
+    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    fn client(&self) -> Client {
+        Client::new(&self.url, self.token.clone())
+    }
 }
 
 #[derive(Args)]
@@ -136,6 +145,15 @@ struct ServeArgs {
     /// (by default they are kept).
     #[arg(long)]
     drop_removed: bool,
+    /// Bearer token required for appends, commands and administration.
+    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Require the token for reads too.
+    #[arg(long)]
+    protect_reads: bool,
+    /// Allow listening on a non-loopback address without a token.
+    #[arg(long)]
+    insecure_no_token: bool,
 }
 
 fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
@@ -159,6 +177,9 @@ impl ServeArgs {
         c.policies = self.policies.iter().cloned().collect();
         c.watch = !self.no_watch;
         c.drop_removed = self.drop_removed;
+        c.http.token = self.token.clone().and_then(refract::http::Token::new);
+        c.http.protect_reads = self.protect_reads;
+        c.allow_open = self.insecure_no_token;
         c
     }
 }
@@ -189,11 +210,11 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Command::Status(r) => return Client::new(&r.url).status(),
-        Command::Rebuild { name, remote } => return Client::new(&remote.url).rebuild(&name),
-        Command::Pause { name, remote } => return Client::new(&remote.url).set_paused(&name, true),
-        Command::Resume { name, remote } => return Client::new(&remote.url).set_paused(&name, false),
-        Command::DeadLetters { name, remote } => return Client::new(&remote.url).dead_letters(&name),
+        Command::Status(r) => return r.client().status(),
+        Command::Rebuild { name, remote } => return remote.client().rebuild(&name),
+        Command::Pause { name, remote } => return remote.client().set_paused(&name, true),
+        Command::Resume { name, remote } => return remote.client().set_paused(&name, false),
+        Command::DeadLetters { name, remote } => return remote.client().dead_letters(&name),
     };
     let config = args.config();
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;

@@ -1,7 +1,9 @@
 //! The HTTP API (axum). JSON in and out; errors are `{ "error": "…" }` with
 //! the status mapped in [`error`].
 
+mod auth;
 mod commands;
+pub use auth::Token;
 pub mod error;
 mod extract;
 mod projections;
@@ -32,6 +34,10 @@ pub struct HttpOptions {
     pub query_timeout: Duration,
     /// Most rows one query returns (the rest is cut, with `truncated`).
     pub query_max_rows: u64,
+    /// Bearer token required for appends, commands and administration.
+    pub token: Option<auth::Token>,
+    /// Require the token for reads too.
+    pub protect_reads: bool,
 }
 
 impl Default for HttpOptions {
@@ -42,32 +48,41 @@ impl Default for HttpOptions {
             max_wait: Duration::from_secs(30),
             query_timeout: Duration::from_secs(2),
             query_max_rows: 10_000,
+            token: None,
+            protect_reads: false,
         }
     }
 }
 
 /// Every route of the API, over `app`.
 pub fn router(app: Arc<App>) -> Router {
+    use axum::middleware::from_fn_with_state;
     let max_body = app.http.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/streams/{stream_id}/events", post(streams::append))
+    let reads = Router::new()
         .route("/streams/{stream_id}", get(streams::read_stream))
         .route("/events", get(streams::read_all))
-        .route("/commands/{handler}", post(commands::send))
         .route("/handlers", get(commands::list))
         .route("/projections", get(projections::list))
         .route("/projections/{name}", get(projections::get))
         .route("/projections/{name}/tables/{table}", get(tables::rows))
         .route("/projections/{name}/tables/{table}/{key}", get(tables::row))
         .route("/projections/{name}/query", post(tables::query))
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state(app.clone(), auth::reads));
+    let writes = Router::new()
+        .route("/streams/{stream_id}/events", post(streams::append))
+        .route("/commands/{handler}", post(commands::send))
         .route("/projections/{name}/pause", post(projections::pause))
         .route("/projections/{name}/resume", post(projections::resume))
         .route("/projections/{name}/skip", post(projections::skip))
         .route("/projections/{name}/rebuild", post(projections::rebuild))
         .route("/projections/{name}/dead-letters", get(projections::dead_letters))
         .route("/projections/{name}/dead-letters/retry", post(projections::retry_dead_letters))
-        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state(app.clone(), auth::writes));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(reads)
+        .merge(writes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -2,6 +2,7 @@
 //! plugins built from `plugins/` and `tests/plugins/`, real SQLite files,
 //! real HTTP. One module per risk.
 
+mod access_control;
 mod bad_input;
 mod commands;
 mod concurrency;
