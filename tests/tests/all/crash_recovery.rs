@@ -84,15 +84,30 @@ fn kill_nine_mid_replay_loses_nothing_and_applies_nothing_twice() {
     writer.kill9();
 
     // 2. Replay with tiny batches and kill -9 it mid-way, several times.
-    let plugins = plugins_dir(dir.path(), &[ORDER_SUMMARY, CUSTOMER_STATS]);
+    // Each run starts with an empty plugins directory and the plugins are
+    // dropped in once it serves (hot reload), so the replay is surely under
+    // way, resuming from the last checkpoint, when the kill comes.
+    let plugins = dir.path().join("plugins");
     let mut mid_replay_kills = 0;
     let mut last_seen = 0;
     for _ in 0..8 {
+        let _ = std::fs::remove_dir_all(&plugins);
+        std::fs::create_dir_all(&plugins).unwrap();
         let server = spawn(&data, &plugins, 3);
+        for src in [ORDER_SUMMARY, CUSTOMER_STATS] {
+            let name = Path::new(src).file_name().unwrap();
+            let tmp = plugins.join(format!(".{}", name.to_string_lossy()));
+            std::fs::copy(src, &tmp).unwrap();
+            std::fs::rename(&tmp, plugins.join(name)).unwrap();
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut killed_mid_replay = false;
         loop {
-            let s = server.client.projection("customer-stats");
+            let (status, s) = server.client.get("/projections/customer-stats");
+            if status == 404 {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
             let pos = s["position"].as_u64().unwrap();
             if pos > last_seen && pos < head {
                 last_seen = pos;
@@ -115,7 +130,8 @@ fn kill_nine_mid_replay_loses_nothing_and_applies_nothing_twice() {
     }
     assert!(mid_replay_kills >= 1, "never caught a projection mid-replay (head {head})");
 
-    // 3. Restart and let it finish.
+    // 3. Restart with the plugins in place and let it finish.
+    let plugins = plugins_dir(&dir.path().join("final"), &[ORDER_SUMMARY, CUSTOMER_STATS]);
     let server = spawn(&data, &plugins, 3);
     caught_up(&server.client, head);
     let recovered = dump(&server.client);
