@@ -1,5 +1,5 @@
 //! The operator commands of the CLI (`refract status`, `rebuild`, `pause`,
-//! `resume`, `dead-letters`): thin clients of a running server's HTTP API.
+//! `resume`, `dead-letters`, `verify`): thin clients of a running server's HTTP API.
 
 use std::io::Write;
 use std::time::Duration;
@@ -126,5 +126,38 @@ impl Client {
             );
         }
         Ok(())
+    }
+
+    /// Rebuilds a projection into a scratch database and compares it with
+    /// the serving one; prints the differences. Returns whether they agree.
+    pub fn verify(&self, name: &str) -> anyhow::Result<bool> {
+        let r = self.call("POST", &format!("/projections/{name}/verify"))?;
+        let consistent = r["consistent"].as_bool().unwrap_or(false);
+        println!(
+            "{name}: {} at position {}{}",
+            if consistent { "consistent with a fresh rebuild" } else { "DIFFERS from a fresh rebuild" },
+            r["position"],
+            match r["dead_letters"].as_u64() {
+                Some(0) | None => String::new(),
+                Some(n) => format!(" ({n} dead-lettered event(s) left out)"),
+            }
+        );
+        for t in r["tables"].as_array().into_iter().flatten() {
+            let rows = |v: &Value| v.as_u64().map_or_else(|| "missing".to_owned(), |n| n.to_string());
+            println!(
+                "  {:<32} live {:>10}  rebuilt {:>10}  only live {:>6}  only rebuilt {:>6}",
+                t["table"].as_str().unwrap_or("?"),
+                rows(&t["live_rows"]),
+                rows(&t["rebuilt_rows"]),
+                t["only_live"],
+                t["only_rebuilt"]
+            );
+            for (label, key) in [("only live", "only_live_sample"), ("only rebuilt", "only_rebuilt_sample")] {
+                for row in t[key].as_array().into_iter().flatten() {
+                    println!("      {label}: {row}");
+                }
+            }
+        }
+        Ok(consistent)
     }
 }

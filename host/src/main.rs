@@ -82,6 +82,14 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Rebuild a projection into a scratch database and compare it with the
+    /// serving one, row for row; exits with status 1 if they differ.
+    Verify {
+        /// The projection.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Args)]
@@ -215,6 +223,12 @@ fn main() -> anyhow::Result<()> {
         Command::Pause { name, remote } => return remote.client().set_paused(&name, true),
         Command::Resume { name, remote } => return remote.client().set_paused(&name, false),
         Command::DeadLetters { name, remote } => return remote.client().dead_letters(&name),
+        Command::Verify { name, remote } => {
+            if remote.client().verify(&name)? {
+                return Ok(());
+            }
+            std::process::exit(1);
+        }
     };
     let config = args.config();
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;

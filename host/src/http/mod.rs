@@ -76,6 +76,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/projections/{name}/resume", post(projections::resume))
         .route("/projections/{name}/skip", post(projections::skip))
         .route("/projections/{name}/rebuild", post(projections::rebuild))
+        .route("/projections/{name}/verify", post(projections::verify))
         .route("/projections/{name}/dead-letters", get(projections::dead_letters))
         .route("/projections/{name}/dead-letters/retry", post(projections::retry_dead_letters))
         .route_layer(from_fn_with_state(app.clone(), auth::writes));
@@ -86,12 +87,34 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(limit_headers))
         .layer(axum::middleware::from_fn_with_state(app.clone(), record_request))
         .with_state(app)
 }
 
 async fn healthz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok", "head": app.log.head() }))
+}
+
+/// Most bytes of request headers (names and values) accepted.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// Refuses requests whose headers are larger than [`MAX_HEADER_BYTES`]
+/// with 431, before any handler sees them.
+async fn limit_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts every request by method, matched route and status, with latency.

@@ -168,3 +168,19 @@ pub async fn retry_dead_letters(
     p.retry_dead_letters();
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "retrying": true }))))
 }
+
+/// Rebuilds the projection into a scratch database and compares it with the
+/// serving one; 200 with the report whether or not they agree.
+pub async fn verify(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let app2 = app.clone();
+    let name2 = name.clone();
+    let report = tokio::task::spawn_blocking(move || app2.projections.verify(&name2))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("cannot verify {name}: {e}")))?;
+    let report = report.ok_or_else(|| unknown(&name))?;
+    Ok(axum::Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}

@@ -127,7 +127,8 @@ pub async fn rows(
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let offset = num("offset")?.unwrap_or(0);
+    // SQLite integers are signed; no table has more rows than that anyway.
+    let offset = num("offset")?.unwrap_or(0).min(i64::MAX as u64);
     let descending = match params.get("order").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,

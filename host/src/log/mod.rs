@@ -161,6 +161,13 @@ impl EventLog {
                     None => "{}".to_owned(),
                 };
                 let data = e.data.get().to_owned();
+                for (what, text) in [("data", &data), ("metadata", &metadata)] {
+                    if json_depth(text) > MAX_JSON_DEPTH {
+                        return Err(AppendError::Invalid(format!(
+                            "events[{i}]: {what} nests deeper than {MAX_JSON_DEPTH} levels"
+                        )));
+                    }
+                }
                 if data.len() + metadata.len() > limits.max_event_bytes {
                     return Err(AppendError::TooLarge(format!(
                         "events[{i}] is {} bytes; the limit is {} bytes per event",
@@ -181,6 +188,9 @@ impl EventLog {
         from_version: u64,
         limit: u64,
     ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
+        // SQLite integers are signed: past i64::MAX there is nothing to read.
+        let from_version = from_version.min(i64::MAX as u64);
+        let limit = limit.min(i64::MAX as u64);
         self.blocking_read(move |conn| {
             let events = query_events(conn, sql::READ_STREAM, params![stream_id, from_version, limit])?;
             if events.is_empty() && stream_version(conn, &stream_id)?.is_none() {
@@ -199,6 +209,7 @@ impl EventLog {
         limit: u64,
         types: Option<Vec<String>>,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        let (after, limit) = (after.min(i64::MAX as u64), limit.min(i64::MAX as u64));
         self.blocking_read(move |conn| match types {
             None => query_events(conn, sql::READ_ALL, params![after, i64::MAX, limit]),
             Some(t) => {
@@ -309,4 +320,47 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), AppendError> {
         return Err(AppendError::Invalid(format!("{what} must not contain control characters")));
     }
     Ok(())
+}
+
+/// Deepest nesting of arrays and objects an event's data or metadata may
+/// have: deeper documents overflow the parsers of the plugins that read them.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// How deeply arrays and objects nest in the (valid) JSON text `json`.
+fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::json_depth;
+
+    #[test]
+    fn counts_nesting_outside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(json_depth(r#"{"a":"[[[[\"{{"}"#), 1);
+        assert_eq!(json_depth(&format!("{}{}", "[".repeat(300), "]".repeat(300))), 300);
+    }
 }

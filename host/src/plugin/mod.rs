@@ -243,8 +243,19 @@ fn hex(bytes: &[u8]) -> String {
 
 fn call_error(e: wasmtime::Error, timeout: Duration) -> CallError {
     if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-        CallError::Timeout(timeout)
-    } else {
-        CallError::Trap(format!("{e:#}"))
+        return CallError::Timeout(timeout);
     }
+    // The cause without the (long) backtrace, and where it happened.
+    let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>();
+    let backtrace_text = backtrace.map(ToString::to_string);
+    let cause: Vec<String> =
+        e.chain().map(ToString::to_string).filter(|c| Some(c) != backtrace_text.as_ref()).collect();
+    let place = backtrace.and_then(|bt| {
+        bt.frames().iter().find_map(|f| f.func_name().map(|n| format!("{:#}", rustc_demangle::demangle(n))))
+    });
+    let mut message = cause.join(": ");
+    if let Some(f) = place {
+        message.push_str(&format!(" (in {f})"));
+    }
+    CallError::Trap(message)
 }

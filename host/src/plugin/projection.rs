@@ -46,6 +46,7 @@ impl ProjectionInstance {
     /// Calls `describe`.
     pub fn describe(&mut self) -> Result<Description, CallError> {
         self.store.set_epoch_deadline(engine::ticks(self.timeout));
+        self.store.data_mut().new_call();
         self.guest.call_describe(&mut self.store).map_err(|e| call_error(e, self.timeout))
     }
 
@@ -53,6 +54,7 @@ impl ProjectionInstance {
     /// (the instance must be discarded); the inner one is the plugin's own.
     pub fn apply(&mut self, events: &[Event]) -> Result<Result<(), ApplyError>, CallError> {
         self.store.set_epoch_deadline(engine::ticks(self.timeout));
+        self.store.data_mut().new_call();
         self.guest.call_apply(&mut self.store, events).map_err(|e| call_error(e, self.timeout))
     }
 

@@ -20,6 +20,11 @@ pub const MAX_QUERY_ROWS: usize = 100_000;
 pub const MAX_QUERY_BYTES: usize = 64 << 20;
 /// Longest log message kept, in bytes.
 pub const MAX_LOG_BYTES: usize = 4096;
+/// Most log messages one call may write; one more ends the call with a trap.
+pub const MAX_LOG_MESSAGES_PER_CALL: u32 = 10_000;
+/// The fixed seed of the random numbers plugins get: a replay must produce
+/// the same read model, so nothing a plugin can read may vary between runs.
+const RANDOM_SEED: u64 = 0x7265_6672_6163_7421;
 
 /// A projection's database connection with its SQL guard.
 pub struct SqlSession {
@@ -36,14 +41,18 @@ pub struct PluginState {
     table: ResourceTable,
     pub(super) limits: StoreLimits,
     sql: Option<SqlSession>,
+    /// Log messages written by the current call.
+    logged: u32,
 }
 
 impl PluginState {
     pub(super) fn new(plugin: Arc<str>, limits: StoreLimits, sql: Option<SqlSession>) -> Self {
-        // An empty context: no preopened directories, no environment, no
-        // arguments, no network, stdio discarded.
-        let wasi = WasiCtx::builder().build();
-        Self { plugin, wasi, table: ResourceTable::new(), limits, sql }
+        Self { plugin, wasi: sandbox(), table: ResourceTable::new(), limits, sql, logged: 0 }
+    }
+
+    /// Starts the log budget of a new call.
+    pub(super) fn new_call(&mut self) {
+        self.logged = 0;
     }
 
     /// The database session, if this instance has one.
@@ -54,6 +63,65 @@ impl PluginState {
     /// Takes the database session out, to hand it to a new instance.
     pub fn take_sql(&mut self) -> Option<SqlSession> {
         self.sql.take()
+    }
+}
+
+/// The WASI context of every plugin: no preopened directories (no files),
+/// no environment variables, no arguments, no sockets (TCP, UDP and name
+/// lookup all off), stdin empty, stdout and stderr discarded. The wall
+/// clock is frozen at the Unix epoch and random numbers come from a fixed
+/// seed, so a plugin cannot make its output depend on when or how often it
+/// runs; only the monotonic clock is real (it can measure, not date).
+fn sandbox() -> WasiCtx {
+    let mut b = WasiCtx::builder();
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FrozenClock)
+        .secure_random(SplitMix64(RANDOM_SEED))
+        .insecure_random(SplitMix64(RANDOM_SEED ^ 1))
+        .insecure_random_seed(u128::from(RANDOM_SEED));
+    b.build()
+}
+
+/// A wall clock that always reads 1970-01-01T00:00:00Z.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// SplitMix64: a small deterministic generator, good enough for a plugin's
+/// hash seeds and test data. Not secret, by design.
+struct SplitMix64(u64);
+
+impl rand_core::TryRng for SplitMix64 {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.try_next_u64().map(|v| (v >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
     }
 }
 
@@ -160,7 +228,13 @@ impl sql::Host for PluginState {
 }
 
 impl log::Host for PluginState {
-    fn write(&mut self, level: Level, mut message: String) {
+    fn write(&mut self, level: Level, mut message: String) -> wasmtime::Result<()> {
+        self.logged += 1;
+        if self.logged > MAX_LOG_MESSAGES_PER_CALL {
+            wasmtime::bail!(
+                "log flood: more than {MAX_LOG_MESSAGES_PER_CALL} log messages in one call; log less, or per batch"
+            );
+        }
         if message.len() > MAX_LOG_BYTES {
             let mut end = MAX_LOG_BYTES;
             while !message.is_char_boundary(end) {
@@ -177,5 +251,6 @@ impl log::Host for PluginState {
             Level::Warn => tracing::warn!(target: "refract::plugin", plugin, "{message}"),
             Level::Error => tracing::error!(target: "refract::plugin", plugin, "{message}"),
         }
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ mod runner;
 mod sql;
 mod status;
 mod store;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 
 pub use runner::{ErrorPolicy, RunnerOptions};
 pub use status::{Failure, Rebuild, State, Status};
+pub use verify::{Report as VerifyReport, TableReport};
 
 use crate::db::ReadPool;
 use crate::log::EventLog;
@@ -458,6 +460,21 @@ impl Projections {
         let plugin = p.shadow().and_then(|s| s.plugin.clone()).or_else(|| p.current().plugin.clone());
         let plugin = plugin.ok_or_else(|| anyhow::anyhow!("projection {name} has no plugin loaded"))?;
         self.rebuild_with(&p, plugin).map(|()| true)
+    }
+
+    /// Rebuilds projection `name` from the log into a scratch database and
+    /// compares it, row for row, with the serving one at its checkpoint.
+    /// Blocks for as long as the rebuild takes; `Ok(None)` when no such
+    /// projection is loaded.
+    pub fn verify(&self, name: &str) -> Result<Option<VerifyReport>, String> {
+        let Some(p) = self.get(name) else { return Ok(None) };
+        let current = p.current();
+        let plugin = current.plugin.clone().ok_or_else(|| {
+            format!("projection {name} is serving a build whose plugin was replaced; verify it once the new build has taken over")
+        })?;
+        let scratch = self.options.dir.join(".verify");
+        let batch = self.options.runner.batch_size;
+        verify::verify(&plugin, &current.db_path, &self.options.log_path, &scratch, batch).map(Some)
     }
 
     /// Stops and forgets projection `name`; its databases stay on disk

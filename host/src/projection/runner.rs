@@ -411,7 +411,7 @@ fn attempt(
     }
 }
 
-fn read_batch(
+pub(super) fn read_batch(
     log: &Connection,
     after: u64,
     upto: u64,

@@ -10,6 +10,9 @@ use crate::db::{self, Synchronous};
 use crate::plugin::guard::{Policy, SqlGuard};
 use crate::plugin::{ProjectionPlugin, SqlSession};
 
+/// Largest string or blob a projection database holds, in bytes.
+pub const MAX_VALUE_BYTES: i32 = 32 << 20;
+
 /// Where a projection database left off.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meta {
@@ -39,6 +42,10 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta)
     // in WAL mode it is still atomic and survives a process crash.
     let mut conn = db::open_rw(path, Synchronous::Normal).map_err(|e| ctx("cannot open", e))?;
     conn.set_prepared_statement_cache_capacity(128);
+    // No string or blob a plugin writes may exceed this: a runaway value
+    // fails its statement instead of filling the disk.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        .map_err(|e| ctx("cannot limit", e))?;
     db::migrate(&mut conn, sql::MIGRATIONS).map_err(|e| ctx("cannot migrate", e))?;
     let d = &plugin.description;
     let meta = |c: &Connection| {

@@ -180,10 +180,14 @@ fn a_handler_that_traps_loops_or_returns_garbage_appends_nothing() {
         cfg.sandbox.call_timeout = Duration::from_millis(300);
     });
     let c = server.client();
-    for (command, needle) in
-        [("Trap", "trapped"), ("Loop", "timed out"), ("Malformed", "event type must not be empty")]
-    {
-        let (status, body) = c.command("bad-handler", command, "victim", json!({}));
+    for (command, data, needle) in [
+        ("Trap", json!({}), "trapped"),
+        ("Loop", json!({}), "timed out"),
+        ("Malformed", json!({}), "event type must not be empty"),
+        ("BadJson", json!({}), "event 1 (Fine) has invalid JSON data"),
+        ("Flood", json!({ "count": 20_000 }), "20000 events in one append; the limit is 10000"),
+    ] {
+        let (status, body) = c.command("bad-handler", command, "victim", data);
         assert_eq!(status, 500, "{command}: {body}");
         assert_eq!(body["plugin"], "bad-handler", "{body}");
         let error = body["error"].as_str().unwrap();
@@ -196,4 +200,10 @@ fn a_handler_that_traps_loops_or_returns_garbage_appends_nothing() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = c.command("orders", "PlaceOrder", "o-1", json!({ "customer": "ada" }));
     assert_eq!(status, 200, "{body}");
+    // Thousands of events within the log's limits are one atomic append.
+    let (status, body) = c.command("bad-handler", "Flood", "flood", json!({ "count": 5_000 }));
+    assert_eq!(status, 200, "{body}");
+    let (_, stream) = c.get("/streams/flood?limit=1000&from_version=4999");
+    assert_eq!(stream["events"].as_array().unwrap().len(), 2, "{stream}");
+    assert_eq!(stream["events"][1]["stream_version"], 5000);
 }

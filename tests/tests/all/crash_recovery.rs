@@ -12,16 +12,22 @@ use crate::support::{
     BIN, CUSTOMER_STATS, Client, ORDER_SUMMARY, free_port, order_events, plugins_dir, wait_healthy,
 };
 
-struct Child9 {
-    child: Child,
-    client: Client,
+/// The real binary running as a child process.
+pub struct Child9 {
+    pub child: Child,
+    pub client: Client,
 }
 
 /// Starts the real binary on a free port and waits for `/healthz`.
 fn spawn(data: &Path, plugins: &Path, batch_size: u32) -> Child9 {
+    spawn_with(data, plugins, batch_size, "normal")
+}
+
+/// Like [`spawn`], with the event log's `--sync` mode.
+pub fn spawn_with(data: &Path, plugins: &Path, batch_size: u32, sync: &str) -> Child9 {
     let port = free_port();
     let child = Command::new(BIN)
-        .args(["serve", "--sync", "normal", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--sync", sync, "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data")
         .arg(data)
         .arg("--plugins")
@@ -38,7 +44,7 @@ fn spawn(data: &Path, plugins: &Path, batch_size: u32) -> Child9 {
 }
 
 impl Child9 {
-    fn kill9(mut self) {
+    pub fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
     }

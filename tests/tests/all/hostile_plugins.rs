@@ -1,11 +1,12 @@
-//! Plugins that loop forever or try to leave their database are contained:
-//! marked failed with the reason, while the other projections keep serving.
+//! Hostile plugins are contained: each is marked failed with a clear
+//! reason, the host and the other projections keep serving, and nothing
+//! outside the plugin's own database changes.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{ESCAPER, LOOPER, ORDER_SUMMARY, Server, order_events};
+use crate::support::{ESCAPER, HOSTILE, LOOPER, ORDER_SUMMARY, Server, order_events};
 
 fn hostile_server(plugins: &[&str]) -> Server {
     Server::start_with(plugins, |cfg| {
@@ -39,6 +40,132 @@ fn an_endless_loop_is_interrupted_and_the_others_keep_serving() {
         r["last_position"]
     ));
     assert_eq!(body["row"]["status"], "shipped");
+}
+
+/// One attack of the `hostile` projection: its event type, data, and what
+/// the failure reason must say.
+struct Attack {
+    kind: &'static str,
+    data: serde_json::Value,
+    reason: &'static [&'static str],
+    absent: &'static [&'static str],
+}
+
+fn attacks() -> Vec<Attack> {
+    let a = |kind, data, reason, absent| Attack { kind, data, reason, absent };
+    vec![
+        a("Spin", json!({}), &["timed out after 300ms"][..], &[][..]),
+        a("Slow", json!({ "ms": 450 }), &["timed out after 300ms"], &[]),
+        a("Grow", json!({}), &["trapped", "memory"], &["wasm backtrace"]),
+        // Rust keeps its stack in linear memory: overflowing it faults there.
+        a("Recurse", json!({}), &["trapped", "out of bounds memory access", "(in hostile::recurse"], &[]),
+        a("Panic", json!({}), &["trapped", "unreachable"], &[]),
+        a("LogFlood", json!({}), &["log flood: more than 10000 log messages in one call"], &[]),
+        a(
+            "GiantRow",
+            json!({}),
+            &[
+                "zeroblob of 1 GB: failed: string or blob too big",
+                "40 MiB parameter: failed: string or blob too big",
+                "doubling in SQL: failed: string or blob too big",
+            ],
+            &["ESCAPED"],
+        ),
+        a(
+            "GiantResult",
+            json!({}),
+            &[
+                "endless rows: refused: the query returns more than 100000 rows",
+                "huge rows: refused: the query returns more than 64 MiB",
+            ],
+            &["ESCAPED"],
+        ),
+        a(
+            "WasiProbe",
+            json!({}),
+            &[
+                "read /etc/passwd: denied",
+                "read events.db: denied",
+                "list /: denied",
+                "write a file: denied",
+                "environment: denied: empty",
+                "tcp connect 127.0.0.1:80: denied",
+                "tcp listen: denied",
+                "udp bind: denied",
+                "dns lookup: denied",
+                "wall clock: 0 s since the epoch",
+                "random hash seed: ",
+            ],
+            &["ESCAPED"],
+        ),
+    ]
+}
+
+#[test]
+fn every_hostile_plugin_is_contained_and_the_rest_keeps_serving() {
+    for attack in attacks() {
+        // The time attacks get a tight budget; the others a generous one, so
+        // they fail for their own reason.
+        let budget = if attack.reason[0].starts_with("timed out") { 300 } else { 10_000 };
+        let server = Server::start_with(&[HOSTILE, ORDER_SUMMARY], |cfg| {
+            cfg.sandbox.call_timeout = Duration::from_millis(budget);
+            cfg.sandbox.memory_bytes = 128 << 20;
+            cfg.runner.max_attempts = 1;
+        });
+        let c = server.client();
+        let what = attack.kind;
+        c.append("order-1", json!("no_stream"), &order_events("ada", 1));
+        c.append("attack", json!("no_stream"), &[(attack.kind, attack.data.clone())]);
+
+        let s = c.wait_projection("hostile", Duration::from_secs(60), |s| s["status"] == "failed");
+        let reason = s["error"]["message"].as_str().unwrap_or_else(|| panic!("{what}: no reason: {s}"));
+        for needle in attack.reason {
+            assert!(reason.contains(needle), "{what}: {needle:?} not in the reason:\n{reason}");
+        }
+        for needle in attack.absent {
+            assert!(!reason.contains(needle), "{what}: {needle:?} in the reason:\n{reason}");
+        }
+        assert_eq!(s["error"]["position"], 4, "{what}: {s}");
+        // Its own database kept nothing of the failed batch.
+        assert!(s["position"].as_u64().unwrap() < 4, "{what}: {s}");
+        let (status, rows) = c.post(
+            "/projections/hostile/query",
+            &json!({ "sql": "SELECT count(*), coalesce(max(length(payload)), 0) FROM seen WHERE position > 3" }),
+        );
+        assert_eq!((status, &rows["rows"]), (200, &json!([[0, 0]])), "{what}: {rows}");
+
+        // The host and the other projection keep serving, and take new events.
+        let r = c.append("order-2", json!("no_stream"), &order_events("bob", 0));
+        let (status, body) = c.get(&format!(
+            "/projections/order-summary/tables/order_summaries/order-2?min_position={}",
+            r["last_position"]
+        ));
+        assert_eq!((status, body["row"]["status"].as_str()), (200, Some("paid")), "{what}: {body}");
+        let (_, events) = c.get("/events");
+        assert_eq!(events["head"], 6, "{what}: only the appended events are in the log");
+        // No file appeared outside the projections' own directories.
+        let mut names: Vec<String> = std::fs::read_dir(server.data_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.retain(|n| !n.starts_with("events.db"));
+        assert_eq!(names, ["cache", "projections"], "{what}");
+    }
+}
+
+#[test]
+fn plugins_see_a_frozen_clock_and_the_same_random_numbers_on_every_run() {
+    let probe = || {
+        let server = Server::start_with(&[HOSTILE], |_| {});
+        let c = server.client();
+        c.append("attack", json!("no_stream"), &[("WasiProbe", json!({}))]);
+        let s = c.wait_projection("hostile", Duration::from_secs(60), |s| s["status"] == "failed");
+        s["error"]["message"].as_str().unwrap().to_owned()
+    };
+    let (a, b) = (probe(), probe());
+    assert!(a.contains("wall clock: 0 s since the epoch"), "{a}");
+    assert_eq!(a, b, "two runs of the same plugin on the same log saw different values");
 }
 
 #[test]

@@ -149,3 +149,64 @@ fn metrics_are_prometheus_text_and_lag_falls_to_zero() {
     assert!(samples.keys().any(|k| k.starts_with("refract_http_requests_total{method=\"POST\",route=\"/streams/{stream_id}/events\",status=\"201\"}")), "{text}");
     assert!(samples.keys().any(|k| k.starts_with("refract_projection_batch_seconds_bucket")), "{text}");
 }
+
+/// The database serving `name`, as `CURRENT` names it.
+fn serving_db(server: &Server, name: &str) -> std::path::PathBuf {
+    let dir = server.data_dir().join("projections").join(name);
+    dir.join(std::fs::read_to_string(dir.join("CURRENT")).unwrap().trim())
+}
+
+fn verify_cli(server: &Server, name: &str) -> (bool, String) {
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["verify", name, "--url", &server.base])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn verify_finds_a_tampered_row_and_passes_a_healthy_read_model() {
+    let server = Server::start_with(&[ORDER_SUMMARY, CUSTOMER_STATS], |cfg| {
+        cfg.runner.max_attempts = 1;
+        cfg.policies.insert("order-summary".into(), refract::projection::ErrorPolicy::DeadLetter);
+    });
+    let c = server.client();
+    // A poison event the dead-letter policy skips: verify leaves it out too.
+    let (_, head) = append_poison(&c);
+    for name in ["order-summary", "customer-stats"] {
+        c.wait_projection(name, WAIT, |s| s["position"] == head);
+        let (status, r) = c.post(&format!("/projections/{name}/verify"), &json!({}));
+        assert_eq!(status, 200, "{r}");
+        assert_eq!((r["consistent"].as_bool(), r["position"].as_u64()), (Some(true), Some(head)), "{r}");
+    }
+    let (_, r) = c.post("/projections/order-summary/verify", &json!({}));
+    assert_eq!(r["dead_letters"], 1, "{r}");
+    assert_eq!(r["tables"][0]["table"], "order_summaries");
+    assert_eq!(r["tables"][0]["live_rows"], 2);
+    let (ok, out) = verify_cli(&server, "order-summary");
+    assert!(ok && out.contains("consistent with a fresh rebuild"), "{out}");
+
+    // Someone edits the read model behind the host's back.
+    let db = rusqlite::Connection::open(serving_db(&server, "order-summary")).unwrap();
+    db.execute("UPDATE order_summaries SET status = 'tampered' WHERE order_id = 'order-2'", []).unwrap();
+    db.execute("DELETE FROM order_summaries WHERE order_id = 'order-1'", []).unwrap();
+    drop(db);
+    let (status, r) = c.post("/projections/order-summary/verify", &json!({}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["consistent"], false, "{r}");
+    let t = &r["tables"][0];
+    assert_eq!((t["live_rows"].as_u64(), t["rebuilt_rows"].as_u64()), (Some(1), Some(2)), "{r}");
+    assert_eq!((t["only_live"].as_u64(), t["only_rebuilt"].as_u64()), (Some(1), Some(2)), "{r}");
+    assert!(t["only_live_sample"].to_string().contains("tampered"), "{r}");
+    assert!(t["only_rebuilt_sample"].to_string().contains("order-1"), "{r}");
+    let (ok, out) = verify_cli(&server, "order-summary");
+    assert!(!ok && out.contains("DIFFERS from a fresh rebuild") && out.contains("tampered"), "{out}");
+    // The other projection is untouched, and unknown names are 404.
+    let (_, r) = c.post("/projections/customer-stats/verify", &json!({}));
+    assert_eq!(r["consistent"], true, "{r}");
+    let (status, _) = c.post("/projections/nope/verify", &json!({}));
+    assert_eq!(status, 404);
+    // Nothing of the scratch builds is left behind.
+    let scratch = server.data_dir().join("projections/.verify");
+    assert_eq!(std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0), 0);
+}

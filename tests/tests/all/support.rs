@@ -22,6 +22,8 @@ pub const ORDER_SUMMARY_V2: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_V2");
 pub const NO_WORLD: &str = env!("REFRACT_PLUGIN_NO_WORLD");
 /// A projection whose `apply` never returns.
 pub const LOOPER: &str = env!("REFRACT_PLUGIN_LOOPER");
+/// A projection with one attack on the host per event type.
+pub const HOSTILE: &str = env!("REFRACT_PLUGIN_HOSTILE");
 /// A projection that tries to escape its database.
 pub const ESCAPER: &str = env!("REFRACT_PLUGIN_ESCAPER");
 
@@ -254,5 +256,35 @@ pub fn wait_healthy(base: &str, timeout: Duration) {
     while ureq::get(&format!("{base}/healthz")).call().is_err() {
         assert!(Instant::now() < deadline, "server at {base} did not come up");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `None` when the server could not be reached (killed mid-request).
+pub fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+    let req = agent.request(method, url);
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(_)) => return None,
+    };
+    let status = resp.status();
+    let body = resp.into_json().unwrap_or(Value::Null);
+    Some((status, body))
+}
+
+/// Every event of the log, in order.
+pub fn whole_log(c: &Client) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let (status, body) = c.get(&format!("/events?after={}&limit=1000", all.len()));
+        assert_eq!(status, 200, "{body}");
+        let page = body["events"].as_array().unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page.iter().cloned());
     }
 }

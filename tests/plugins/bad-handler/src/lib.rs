@@ -1,67 +1,83 @@
-//! A hostile command handler: depending on the command it panics, loops
-//! forever, returns an event with an empty type, or floods the stream. The
-//! host must answer with a clear error and append nothing.
+//! A hostile command handler, written against the raw WIT interface (as a
+//! hostile author would, bypassing the SDK's typed events). Depending on the
+//! command it panics, loops forever, returns an event with an empty type,
+//! returns data that is not JSON, or floods the stream with `count` events.
+//! The host must answer with a clear error and append nothing — or, for a
+//! flood within the log's limits, append it atomically.
 
-use refract_sdk::{CommandHandler, HandlerDescription, Rejection};
-use serde::{Deserialize, Serialize};
+#[cfg(target_family = "wasm")]
+use refract_sdk::__private::handler_bindings::exports::refract::plugin::decider::{
+    Command, Description, Guest, NewEvent, Rejection,
+};
 
-/// The commands.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum Cmd {
-    /// Panics (a trap).
-    Trap {},
-    /// Never returns.
-    Loop {},
-    /// Returns an event with an empty type.
-    Malformed {},
-    /// Behaves: appends one `Fine` event.
-    Fine {},
-}
-
-/// The events.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum Ev {
-    /// A good event.
-    Fine {},
-    /// An event with an empty type name.
-    #[serde(rename = "")]
-    Nameless {},
-}
+/// The command types.
+pub const COMMAND_TYPES: &[&str] = &["Trap", "Loop", "Malformed", "BadJson", "Flood", "Fine"];
 
 /// The handler.
 pub struct BadHandler;
 
-impl CommandHandler for BadHandler {
-    type State = ();
-    type Command = Cmd;
-    type Event = Ev;
-
-    fn describe() -> HandlerDescription {
-        HandlerDescription::new("bad-handler", "1", ["Trap", "Loop", "Malformed", "Fine"])
-    }
-
-    fn evolve(state: (), _event: Ev) {
-        state
-    }
-
-    fn decide(_state: &(), command: Cmd) -> Result<Vec<Ev>, Rejection> {
-        match command {
-            Cmd::Trap {} => panic!("the handler panicked on purpose"),
-            Cmd::Loop {} => {
-                let mut n: u64 = 1;
-                loop {
-                    n = std::hint::black_box(n.wrapping_mul(3).wrapping_add(1));
-                    if n == 0 {
-                        return Ok(vec![]);
-                    }
+/// The events to return for `command_type` with JSON `data`, as
+/// `(type, data)`; `Err` is a rejection `(code, message)`.
+pub fn decide(command_type: &str, data: &str) -> Result<Vec<(String, String)>, (String, String)> {
+    let fine = || ("Fine".to_owned(), "{}".to_owned());
+    match command_type {
+        "Trap" => panic!("the handler panicked on purpose"),
+        "Loop" => {
+            let mut n: u64 = 1;
+            loop {
+                n = std::hint::black_box(n.wrapping_mul(3).wrapping_add(1));
+                if n == 0 {
+                    return Ok(vec![]);
                 }
             }
-            Cmd::Malformed {} => Ok(vec![Ev::Fine {}, Ev::Nameless {}]),
-            Cmd::Fine {} => Ok(vec![Ev::Fine {}]),
+        }
+        "Malformed" => Ok(vec![fine(), (String::new(), "{}".to_owned())]),
+        "BadJson" => Ok(vec![fine(), ("Fine".to_owned(), "{\"unterminated\": [1, 2".to_owned())]),
+        "Flood" => {
+            let count = data
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| ("invalid_command".to_owned(), "Flood needs {\"count\": N}".to_owned()))?;
+            Ok((0..count).map(|i| ("Flooded".to_owned(), format!("{{\"i\":{i}}}"))).collect())
+        }
+        "Fine" => Ok(vec![fine()]),
+        other => Err(("unknown_command".to_owned(), format!("no command {other}"))),
+    }
+}
+
+#[cfg(target_family = "wasm")]
+impl Guest for BadHandler {
+    fn describe() -> Description {
+        Description {
+            name: "bad-handler".into(),
+            version: "2".into(),
+            command_types: COMMAND_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn handle(command: Command, _history: Vec<refract_sdk::Event>) -> Result<Vec<NewEvent>, Rejection> {
+        match decide(&command.command_type, &command.data) {
+            Ok(events) => {
+                Ok(events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect())
+            }
+            Err((code, message)) => Err(Rejection { code, message }),
         }
     }
 }
 
-refract_sdk::export_command_handler!(BadHandler);
+#[cfg(target_family = "wasm")]
+refract_sdk::__private::handler_bindings::export_handler_world!(
+    BadHandler with_types_in refract_sdk::__private::handler_bindings
+);
+
+#[cfg(test)]
+mod tests {
+    use super::decide;
+
+    #[test]
+    fn floods_as_many_events_as_asked() {
+        assert_eq!(decide("Flood", r#"{"count": 3}"#).unwrap().len(), 3);
+        assert!(decide("Flood", "{}").is_err());
+    }
+}
