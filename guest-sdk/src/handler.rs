@@ -103,7 +103,7 @@ pub(crate) fn untagged<E: Serialize>(event: &E) -> Result<(String, String), Stri
 }
 
 /// Folds `history` and decides on a command given as type + JSON data.
-pub(crate) fn run<H: CommandHandler>(
+pub fn run<H: CommandHandler>(
     command_type: &str,
     data: &str,
     history: &[Event],

@@ -109,6 +109,7 @@ pub mod __private {
         });
     }
 
-    pub use crate::handler::{ExportedHandler, HandlerExport};
+    pub use crate::handler::{ExportedHandler, HandlerExport, run as decide};
+    pub use crate::projection::apply_all;
     pub use crate::projection::{ExportedProjection, ProjectionExport};
 }

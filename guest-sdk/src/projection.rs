@@ -55,7 +55,7 @@ impl Description {
 }
 
 /// Applies `events` in order; the first failure names its event.
-pub(crate) fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyError> {
+pub fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyError> {
     for event in events {
         P::apply(db, event)
             .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;

@@ -116,6 +116,14 @@ mod imp {
     }
 
     impl Db {
+        /// Wraps a connection the caller opened, so natively compiled
+        /// projection code can run on a host's database (the host's native
+        /// twins in the benchmarks). Not part of the plugin API.
+        #[doc(hidden)]
+        pub fn from_connection(conn: rusqlite::Connection) -> Self {
+            Db { conn }
+        }
+
         /// A fresh in-memory database, for unit tests of projection logic.
         pub fn open_in_memory() -> Result<Self, SqlError> {
             Ok(Db { conn: rusqlite::Connection::open_in_memory().map_err(failed)? })

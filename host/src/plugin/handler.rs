@@ -2,6 +2,7 @@
 //! instance (no state survives between decisions).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime::component::InstancePre;
 
@@ -9,11 +10,24 @@ use super::bindings::exports::refract::plugin::decider::{self, Command, Descript
 use super::bindings::refract::plugin::types::Event;
 use super::{CallError, PluginEngine, PluginState, call_error};
 
+/// A command handler compiled into the host: the WIT `decider` contract,
+/// called directly (the benchmarks' native twins).
+pub trait NativeHandler: Send + Sync {
+    /// What the handler says about itself.
+    fn describe(&self) -> Description;
+    /// Decides on `command` given `history`.
+    fn handle(&self, command: &Command, history: &[Event]) -> Result<Vec<NewEvent>, Rejection>;
+}
+
+/// The code of a handler: a compiled component, or native code.
+pub(super) enum Code {
+    Wasm { engine: PluginEngine, pre: InstancePre<PluginState>, indices: decider::GuestIndices },
+    Native(Arc<dyn NativeHandler>),
+}
+
 /// A compiled, checked command handler.
 pub struct HandlerPlugin {
-    pub(super) engine: PluginEngine,
-    pub(super) pre: InstancePre<PluginState>,
-    pub(super) indices: decider::GuestIndices,
+    pub(super) code: Code,
     /// What the handler said about itself.
     pub description: Description,
     /// SHA-256 of the component's bytes.
@@ -23,17 +37,35 @@ pub struct HandlerPlugin {
 }
 
 impl HandlerPlugin {
-    fn instance(&self) -> Result<(wasmtime::Store<PluginState>, decider::Guest), CallError> {
-        let timeout = self.engine.limits.call_timeout;
-        let mut store = self.engine.store(&self.description.name, None);
-        let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
-        let guest = self.indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
+    /// A native handler, identified by `native-<name>-<version>`.
+    pub fn native(imp: Arc<dyn NativeHandler>) -> Self {
+        let description = imp.describe();
+        let hash = format!("native-{}-{}", description.name, description.version);
+        let path = PathBuf::from(format!("native:{}", description.name));
+        Self { code: Code::Native(imp), description, hash, path }
+    }
+
+    fn instance(
+        engine: &PluginEngine,
+        pre: &InstancePre<PluginState>,
+        indices: &decider::GuestIndices,
+        name: &str,
+    ) -> Result<(wasmtime::Store<PluginState>, decider::Guest), CallError> {
+        let timeout = engine.limits.call_timeout;
+        let mut store = engine.store(name, None);
+        let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
         Ok((store, guest))
     }
 
     pub(super) fn describe(&self) -> Result<Description, CallError> {
-        let (mut store, guest) = self.instance()?;
-        guest.call_describe(&mut store).map_err(|e| call_error(e, self.engine.limits.call_timeout))
+        match &self.code {
+            Code::Wasm { engine, pre, indices } => {
+                let (mut store, guest) = Self::instance(engine, pre, indices, &self.description.name)?;
+                guest.call_describe(&mut store).map_err(|e| call_error(e, engine.limits.call_timeout))
+            }
+            Code::Native(imp) => Ok(imp.describe()),
+        }
     }
 
     /// Decides on `command` given `history`, in a fresh sandboxed instance.
@@ -44,9 +76,14 @@ impl HandlerPlugin {
         command: &Command,
         history: &[Event],
     ) -> Result<Result<Vec<NewEvent>, Rejection>, CallError> {
-        let (mut store, guest) = self.instance()?;
-        guest
-            .call_handle(&mut store, command, history)
-            .map_err(|e| call_error(e, self.engine.limits.call_timeout))
+        match &self.code {
+            Code::Wasm { engine, pre, indices } => {
+                let (mut store, guest) = Self::instance(engine, pre, indices, &self.description.name)?;
+                guest
+                    .call_handle(&mut store, command, history)
+                    .map_err(|e| call_error(e, engine.limits.call_timeout))
+            }
+            Code::Native(imp) => Ok(imp.handle(command, history)),
+        }
     }
 }

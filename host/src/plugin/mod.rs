@@ -26,8 +26,8 @@ pub use bindings::exports::refract::plugin::decider::{
 };
 pub use bindings::exports::refract::plugin::projector::{ApplyError, Description};
 pub use bindings::refract::plugin::types::{Event, Value};
-pub use handler::HandlerPlugin;
-pub use projection::{ProjectionInstance, ProjectionPlugin};
+pub use handler::{HandlerPlugin, NativeHandler};
+pub use projection::{NativeProjection, ProjectionInstance, ProjectionPlugin};
 pub use state::{PluginState, SqlSession};
 
 use bindings::exports::refract::plugin::{decider, projector};
@@ -157,9 +157,7 @@ impl PluginEngine {
             let indices =
                 projector::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
             let mut plugin = ProjectionPlugin {
-                engine: self.clone(),
-                pre,
-                indices,
+                code: projection::Code::Wasm { engine: self.clone(), pre, indices },
                 description: Description {
                     name: "(loading)".into(),
                     version: String::new(),
@@ -179,9 +177,7 @@ impl PluginEngine {
             let pre = link(&self.handler_linker)?;
             let indices = decider::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
             let mut plugin = HandlerPlugin {
-                engine: self.clone(),
-                pre,
-                indices,
+                code: handler::Code::Wasm { engine: self.clone(), pre, indices },
                 description: HandlerDescription {
                     name: "(loading)".into(),
                     version: String::new(),

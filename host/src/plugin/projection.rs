@@ -1,7 +1,13 @@
 //! Projection plugins: compiled once, instantiated per runner with the
 //! projection's database.
+//!
+//! A projection can also be native code compiled into the process
+//! ([`NativeProjection`]): it runs through the same runner, batches,
+//! transactions and SQL guard, only without the Wasm boundary. The
+//! benchmarks use it to measure what the boundary costs.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::Store;
@@ -11,11 +17,25 @@ use super::bindings::exports::refract::plugin::projector::{self, ApplyError, Des
 use super::bindings::refract::plugin::types::Event;
 use super::{CallError, PluginEngine, PluginState, SqlSession, call_error, engine};
 
+/// A projection compiled into the host: the same contract as the WIT
+/// `projector` interface, called directly.
+pub trait NativeProjection: Send + Sync {
+    /// What the projection says about itself.
+    fn describe(&self) -> Description;
+    /// Applies one batch through `conn`, inside the runner's transaction
+    /// and under the same SQL guard as a plugin.
+    fn apply(&self, conn: &rusqlite::Connection, events: &[Event]) -> Result<(), ApplyError>;
+}
+
+/// The code of a projection: a compiled component, or native code.
+pub(super) enum Code {
+    Wasm { engine: PluginEngine, pre: InstancePre<PluginState>, indices: projector::GuestIndices },
+    Native(Arc<dyn NativeProjection>),
+}
+
 /// A compiled, checked projection plugin: instantiate it to run it.
 pub struct ProjectionPlugin {
-    pub(super) engine: PluginEngine,
-    pub(super) pre: InstancePre<PluginState>,
-    pub(super) indices: projector::GuestIndices,
+    pub(super) code: Code,
     /// What the plugin said about itself.
     pub description: Description,
     /// SHA-256 of the component's bytes: its identity for rebuild decisions.
@@ -25,46 +45,81 @@ pub struct ProjectionPlugin {
 }
 
 impl ProjectionPlugin {
+    /// A native projection, identified by `native-<name>-<version>` where a
+    /// plugin has the hash of its bytes.
+    pub fn native(imp: Arc<dyn NativeProjection>) -> Self {
+        let description = imp.describe();
+        let hash = format!("native-{}-{}", description.name, description.version);
+        let path = PathBuf::from(format!("native:{}", description.name));
+        Self { code: Code::Native(imp), description, hash, path }
+    }
+
     /// A fresh instance in its own store, using `sql` as its database.
     pub fn instantiate(&self, sql: Option<SqlSession>) -> Result<ProjectionInstance, CallError> {
-        let mut store = self.engine.store(&self.description.name, sql);
-        let timeout = self.engine.limits.call_timeout;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
-        let guest = self.indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
-        Ok(ProjectionInstance { store, guest, timeout })
+        match &self.code {
+            Code::Wasm { engine, pre, indices } => {
+                let mut store = engine.store(&self.description.name, sql);
+                let timeout = engine.limits.call_timeout;
+                let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
+                let guest = indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
+                Ok(ProjectionInstance(Instance::Wasm { store, guest, timeout }))
+            }
+            Code::Native(imp) => Ok(ProjectionInstance(Instance::Native { imp: imp.clone(), sql })),
+        }
     }
 }
 
 /// A running projection instance.
-pub struct ProjectionInstance {
-    store: Store<PluginState>,
-    guest: projector::Guest,
-    timeout: Duration,
+pub struct ProjectionInstance(Instance);
+
+enum Instance {
+    Wasm { store: Store<PluginState>, guest: projector::Guest, timeout: Duration },
+    Native { imp: Arc<dyn NativeProjection>, sql: Option<SqlSession> },
 }
 
 impl ProjectionInstance {
     /// Calls `describe`.
     pub fn describe(&mut self) -> Result<Description, CallError> {
-        self.store.set_epoch_deadline(engine::ticks(self.timeout));
-        self.store.data_mut().new_call();
-        self.guest.call_describe(&mut self.store).map_err(|e| call_error(e, self.timeout))
+        match &mut self.0 {
+            Instance::Wasm { store, guest, timeout } => {
+                store.set_epoch_deadline(engine::ticks(*timeout));
+                store.data_mut().new_call();
+                guest.call_describe(&mut *store).map_err(|e| call_error(e, *timeout))
+            }
+            Instance::Native { imp, .. } => Ok(imp.describe()),
+        }
     }
 
     /// Calls `apply` with one batch. The outer error is a sandbox failure
     /// (the instance must be discarded); the inner one is the plugin's own.
     pub fn apply(&mut self, events: &[Event]) -> Result<Result<(), ApplyError>, CallError> {
-        self.store.set_epoch_deadline(engine::ticks(self.timeout));
-        self.store.data_mut().new_call();
-        self.guest.call_apply(&mut self.store, events).map_err(|e| call_error(e, self.timeout))
+        match &mut self.0 {
+            Instance::Wasm { store, guest, timeout } => {
+                store.set_epoch_deadline(engine::ticks(*timeout));
+                store.data_mut().new_call();
+                guest.call_apply(&mut *store, events).map_err(|e| call_error(e, *timeout))
+            }
+            Instance::Native { imp, sql } => {
+                let s = sql.as_ref().ok_or_else(|| CallError::Trap("no database session".into()))?;
+                let _armed = s.guard.arm();
+                Ok(imp.apply(&s.conn, events))
+            }
+        }
     }
 
     /// The instance's database session.
     pub fn sql(&mut self) -> Option<&mut SqlSession> {
-        self.store.data_mut().sql()
+        match &mut self.0 {
+            Instance::Wasm { store, .. } => store.data_mut().sql(),
+            Instance::Native { sql, .. } => sql.as_mut(),
+        }
     }
 
     /// Discards the instance, keeping its database session.
-    pub fn into_sql(mut self) -> Option<SqlSession> {
-        self.store.data_mut().take_sql()
+    pub fn into_sql(self) -> Option<SqlSession> {
+        match self.0 {
+            Instance::Wasm { mut store, .. } => store.data_mut().take_sql(),
+            Instance::Native { sql, .. } => sql,
+        }
     }
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::crash_recovery::spawn_with;
-use crate::support::{CUSTOMER_STATS, ORDER_SUMMARY, ORDERS, call, order_events, plugins_dir, whole_log};
+use crate::support::{
+    CUSTOMER_STATS, ORDER_SUMMARY, ORDERS, call, events_json, order_events, plugins_dir, whole_log,
+};
 
 /// An append or command the server acknowledged: these positions hold
 /// events of this stream.
@@ -58,10 +60,7 @@ fn load(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let stream = format!("a-{cycle}-{t}-{n}");
-                let events: Vec<Value> = order_events(&format!("c{}", n % 13), (n % 3) as u32)
-                    .into_iter()
-                    .map(|(ty, data)| json!({ "type": ty, "data": data }))
-                    .collect();
+                let events = events_json(&order_events(&format!("c{}", n % 13), (n % 3) as u32));
                 let body = json!({ "expected_version": "no_stream", "events": events });
                 match call(&agent, "POST", &format!("{base}/streams/{stream}/events"), Some(&body)) {
                     None => break,

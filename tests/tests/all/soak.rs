@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::crash_recovery::spawn_with;
 use crate::crash_under_load::{Acked, positions};
 use crate::support::{
-    CUSTOMER_STATS, ORDER_SUMMARY, ORDER_SUMMARY_V2, ORDERS, call, order_events, plugins_dir, whole_log,
+    CUSTOMER_STATS, ORDER_SUMMARY, ORDER_SUMMARY_V2, ORDERS, call, events_json, order_events, plugins_dir,
+    whole_log,
 };
 
 #[derive(Default)]
@@ -75,10 +76,7 @@ fn mixed_load_with_a_reload_and_a_rebuild_loses_nothing_and_stays_flat() {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let stream = format!("s-{t}-{n}");
-                let events: Vec<Value> = order_events(&format!("c{}", n % 17), (n % 4) as u32)
-                    .into_iter()
-                    .map(|(ty, data)| json!({ "type": ty, "data": data }))
-                    .collect();
+                let events = events_json(&order_events(&format!("c{}", n % 17), (n % 4) as u32));
                 let version = events.len();
                 let url = format!("{base}/streams/{stream}/events");
                 let body = json!({ "expected_version": "no_stream", "events": events });

@@ -184,7 +184,7 @@ impl Client {
     }
 
     pub fn try_append(&self, stream: &str, expected: Value, events: &[(&str, Value)]) -> Reply {
-        let events: Vec<Value> = events.iter().map(|(t, d)| json!({ "type": t, "data": d })).collect();
+        let events = events_json(events);
         self.post(
             &format!("/streams/{stream}/events"),
             &json!({ "expected_version": expected, "events": events }),
@@ -227,6 +227,11 @@ impl Client {
         assert_eq!(body["truncated"], false);
         body["rows"].as_array().unwrap().clone()
     }
+}
+
+/// `(type, data)` pairs as the events of an append body.
+pub fn events_json(events: &[(&str, Value)]) -> Vec<Value> {
+    events.iter().map(|(t, d)| json!({ "type": t, "data": d })).collect()
 }
 
 /// The events of a small order lifecycle.

@@ -1,0 +1,810 @@
+//! The scenarios P1–P7 (and the hot-reload timing). Each returns the rows
+//! of the report; variants with a baseline run interleaved in one process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use refract::db::Synchronous;
+use refract::log::{EventLog, ExpectedVersion, LogOptions, NewEvent};
+use refract::metrics::Metrics;
+use refract::plugin::{HandlerPlugin, Plugin, PluginEngine, ProjectionPlugin, SandboxLimits};
+use refract::projection::{ProjectionOptions, Projections, RunnerOptions};
+use serde_json::{Value, json};
+
+use crate::report::Row;
+use crate::twins::{OrderSummaryTwin, OrdersTwin};
+use crate::workload::{Server, build_plugin, median, percentile, raw, secs, write_orders};
+
+/// Sizes: the full run, or a quick check that everything still works.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub quick: bool,
+}
+
+impl Size {
+    fn pick<T>(self, quick: T, full: T) -> T {
+        if self.quick { quick } else { full }
+    }
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / secs(d)
+}
+
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn load_projection(engine: &PluginEngine, path: &Path) -> anyhow::Result<ProjectionPlugin> {
+    match engine.load(path) {
+        Ok(Plugin::Projection(p)) => Ok(p),
+        Ok(Plugin::Handler(_)) => anyhow::bail!("{} is a command handler", path.display()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A log of `n` events of order traffic, written without fsync.
+async fn order_log(dir: &Path, n: u64) -> anyhow::Result<(EventLog, PathBuf)> {
+    let path = dir.join("events.db");
+    let log = EventLog::open(&path, LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() })?;
+    write_orders(&log, n).await?;
+    Ok((log, path))
+}
+
+/// Replays the whole log through `plugin` into a fresh database under
+/// `dir`; the time from start to caught up (the plugin is already
+/// compiled).
+async fn replay_once(
+    log: &EventLog,
+    log_path: &Path,
+    dir: PathBuf,
+    plugin: ProjectionPlugin,
+    batch_size: usize,
+) -> anyhow::Result<Duration> {
+    let head = log.head();
+    let name = plugin.description.name.clone();
+    let projections = Projections::new(
+        log.clone(),
+        ProjectionOptions {
+            dir: dir.clone(),
+            log_path: log_path.to_path_buf(),
+            runner: RunnerOptions { batch_size, ..RunnerOptions::default() },
+            default_policy: Default::default(),
+            policies: Default::default(),
+            drop_removed: false,
+        },
+        Metrics::new(),
+    )?;
+    let start = Instant::now();
+    projections.load(plugin, false).map_err(anyhow::Error::msg)?;
+    let p = projections.get(&name).context("the projection did not load")?;
+    while p.wait_for(head, Duration::from_secs(3600)).await < head {
+        anyhow::ensure!(p.status().error.is_none(), "replay failed: {:?}", p.status().error);
+    }
+    let elapsed = start.elapsed();
+    projections.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(elapsed)
+}
+
+/// P1: replay through `order-summary.wasm` against its native twin.
+pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let n = size.pick(20_000, 1_000_000);
+    let runs = size.pick(1, 5);
+    let wasm = build_plugin("order-summary")?;
+    let dir = tempfile::tempdir()?;
+    rt.block_on(async {
+        let (log, log_path) = order_log(dir.path(), n).await?;
+        let engine = PluginEngine::new(SandboxLimits::default(), None)?;
+        let (mut w, mut nat) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            let plugin = load_projection(&engine, &wasm)?;
+            let t = replay_once(&log, &log_path, dir.path().join(format!("w{run}")), plugin, 500).await?;
+            eprintln!("P1 run {}: wasm {:.3} s", run + 1, secs(t));
+            w.push(t);
+            let twin = ProjectionPlugin::native(Arc::new(OrderSummaryTwin));
+            let t = replay_once(&log, &log_path, dir.path().join(format!("n{run}")), twin, 500).await?;
+            eprintln!("P1 run {}: native {:.3} s", run + 1, secs(t));
+            nat.push(t);
+        }
+        log.close();
+        let (w, nat) = (median(w), median(nat));
+        let (rw, rn) = (rate(n, w), rate(n, nat));
+        let ratio = rw / rn;
+        Ok(vec![Row::new(
+            "P1",
+            format!("replay {} events from position 1, batch 500", thousands(n as f64)),
+            format!("{} events/s ({:.2} s)", thousands(rw), secs(w)),
+            format!("native twin: {} events/s ({:.2} s)", thousands(rn), secs(nat)),
+            Some(ratio),
+            "≥ 0.90× and ≥ 250 000 events/s",
+            Some(ratio >= 0.90 && rw >= 250_000.0),
+        )])
+    })
+}
+
+/// P1b: the replay rate by batch size.
+pub fn p1b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let n = size.pick(5_000, 100_000);
+    let runs = size.pick(1, 3);
+    let wasm = build_plugin("order-summary")?;
+    let dir = tempfile::tempdir()?;
+    rt.block_on(async {
+        let (log, log_path) = order_log(dir.path(), n).await?;
+        let engine = PluginEngine::new(SandboxLimits::default(), None)?;
+        let sizes = [1usize, 10, 100, 500, 1000];
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sizes.len()];
+        for run in 0..runs {
+            for (i, &b) in sizes.iter().enumerate() {
+                let plugin = load_projection(&engine, &wasm)?;
+                let t =
+                    replay_once(&log, &log_path, dir.path().join(format!("b{b}-{run}")), plugin, b).await?;
+                eprintln!("P1b run {}: batch {b}: {:.3} s", run + 1, secs(t));
+                times[i].push(t);
+            }
+        }
+        log.close();
+        let curve: Vec<String> =
+            sizes.iter().zip(times).map(|(b, t)| format!("{b}: {}", thousands(rate(n, median(t))))).collect();
+        Ok(vec![Row::new(
+            "P1b",
+            format!("replay {} events by batch size (events/s)", thousands(n as f64)),
+            curve.join(" · "),
+            "—".into(),
+            None,
+            "show the curve; default 500",
+            None,
+        )])
+    })
+}
+
+/// Bodies of `n / 1000` appends of 1000 small events each.
+fn batch_events(b: u64) -> Vec<NewEvent> {
+    (0..1000)
+        .map(|i| NewEvent {
+            event_type: "ItemAdded".into(),
+            data: raw(json!({ "product_id": format!("p{}", (b + i) % 97), "quantity": 2, "price": 1.25 })),
+            metadata: None,
+        })
+        .collect()
+}
+
+const RAW_INSERT: &str = "INSERT INTO events
+    (position, stream_id, stream_version, event_type, data, metadata, recorded_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Opens a database with the event log's schema for raw inserts.
+fn raw_log(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    EventLog::open(path, LogOptions::default())?.close();
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    Ok(conn)
+}
+
+/// Raw rusqlite: each batch of `per_tx` events in one transaction.
+fn raw_inserts(path: &Path, batches: u64, per_tx: u64) -> anyhow::Result<Duration> {
+    let mut conn = raw_log(path)?;
+    let events: Vec<(String, String)> = (0..batches)
+        .flat_map(|b| {
+            batch_events(b)
+                .into_iter()
+                .take(per_tx as usize)
+                .map(|e| (e.event_type, e.data.get().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut position = 0u64;
+    for b in 0..batches {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(RAW_INSERT)?;
+            let stream = format!("raw-{b}");
+            for v in 0..per_tx {
+                let (ty, data) = &events[(b * per_tx + v) as usize];
+                position += 1;
+                insert.execute(rusqlite::params![position, stream, v + 1, ty, data, "{}", 0i64])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(start.elapsed())
+}
+
+/// P2: appends of 1000 events in-process and over HTTP, against raw
+/// inserts into the same schema; P2b: durable single-event appends from 64
+/// HTTP clients against one transaction per event.
+pub fn p2(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let batches = size.pick(20, 200);
+    let runs = size.pick(1, 5);
+    let n = batches * 1000;
+    let (mut raw_t, mut inproc_t, mut http_t) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let t = raw_inserts(&dir.path().join("raw.db"), batches, 1000)?;
+        raw_t.push(t);
+        let t = rt.block_on(async {
+            let log = EventLog::open(&dir.path().join("inproc.db"), LogOptions::default())?;
+            let bodies: Vec<Vec<NewEvent>> = (0..batches).map(batch_events).collect();
+            let start = Instant::now();
+            for (b, events) in bodies.into_iter().enumerate() {
+                log.append(&format!("s-{b}"), ExpectedVersion::NoStream, events).await?;
+            }
+            let t = start.elapsed();
+            log.close();
+            anyhow::Ok(t)
+        })?;
+        inproc_t.push(t);
+        let server =
+            Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
+        let bodies: Vec<Vec<u8>> = (0..batches)
+            .map(|b| {
+                let events: Vec<Value> = batch_events(b)
+                    .iter()
+                    .map(|e| json!({ "type": e.event_type, "data": serde_json::from_str::<Value>(e.data.get()).unwrap_or(Value::Null) }))
+                    .collect();
+                serde_json::to_vec(&json!({ "expected_version": "no_stream", "events": events })).unwrap_or_default()
+            })
+            .collect();
+        let agent = ureq::Agent::new();
+        let start = Instant::now();
+        for (b, body) in bodies.iter().enumerate() {
+            agent
+                .post(&format!("{}/streams/h-{b}/events", server.base))
+                .set("content-type", "application/json")
+                .send_bytes(body)?;
+        }
+        http_t.push(start.elapsed());
+        drop(server);
+        eprintln!(
+            "P2 run {}: raw {:.3} s, in-process {:.3} s, HTTP {:.3} s",
+            run + 1,
+            secs(raw_t[run]),
+            secs(inproc_t[run]),
+            secs(http_t[run])
+        );
+    }
+    let (r, i, h) = (rate(n, median(raw_t)), rate(n, median(inproc_t)), rate(n, median(http_t)));
+    let baseline = format!("raw rusqlite, same schema: {} events/s", thousands(r));
+    let mut rows = vec![
+        Row::new(
+            "P2",
+            format!("append {} events, 1000 per append, in-process (durable)", thousands(n as f64)),
+            format!("{} events/s", thousands(i)),
+            baseline.clone(),
+            Some(i / r),
+            "≥ 0.80×",
+            Some(i / r >= 0.80),
+        ),
+        Row::new(
+            "P2",
+            format!("append {} events, 1000 per request, over HTTP (durable)", thousands(n as f64)),
+            format!("{} events/s", thousands(h)),
+            baseline,
+            Some(h / r),
+            "≥ 0.80×",
+            Some(h / r >= 0.80),
+        ),
+    ];
+    rows.push(p2b(rt, size)?);
+    Ok(rows)
+}
+
+fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
+    let clients = 64;
+    let per_client = size.pick(5, 100);
+    let single = size.pick(100, 2000);
+    let runs = size.pick(1, 3);
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let dir = tempfile::tempdir()?;
+        base.push(raw_inserts(&dir.path().join("raw.db"), single, 1)?);
+        let server =
+            Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
+        let barrier = Arc::new(Barrier::new(clients + 1));
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let (base, barrier) = (server.base.clone(), barrier.clone());
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    let agent = ureq::Agent::new();
+                    barrier.wait();
+                    for i in 0..per_client {
+                        let body = json!({ "expected_version": "no_stream", "events": [{ "type": "Pinged", "data": { "i": i } }] });
+                        agent.post(&format!("{base}/streams/c{c}-{i}/events")).send_json(body)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for t in threads {
+            t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+        }
+        ours.push(start.elapsed());
+        eprintln!(
+            "P2b run {}: 64 clients {:.3} s, raw single {:.3} s",
+            run + 1,
+            secs(ours[run]),
+            secs(base[run])
+        );
+    }
+    let o = rate(clients as u64 * per_client, median(ours));
+    let b = rate(single, median(base));
+    Ok(Row::new(
+        "P2b",
+        "durable single-event appends, 64 HTTP clients, distinct streams".into(),
+        format!("{} appends/s", thousands(o)),
+        format!("one transaction per event, synchronous=FULL: {} events/s", thousands(b)),
+        Some(o / b),
+        "≥ 10× (group commit)",
+        Some(o / b >= 10.0),
+    ))
+}
+
+/// Runs `clients` threads that GET `path_of(i)` for `d`; every latency.
+fn hammer(
+    base: &str,
+    clients: usize,
+    d: Duration,
+    path_of: impl Fn(usize) -> String + Sync,
+) -> anyhow::Result<Vec<Duration>> {
+    let barrier = Barrier::new(clients);
+    let lats = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (barrier, lats, path_of) = (&barrier, &lats, &path_of);
+            s.spawn(move || {
+                let agent = ureq::Agent::new();
+                let mut mine = Vec::new();
+                barrier.wait();
+                let end = Instant::now() + d;
+                let mut i = c * 7919;
+                while Instant::now() < end {
+                    i += 1;
+                    let t = Instant::now();
+                    let ok = agent
+                        .get(&format!("{base}{}", path_of(i)))
+                        .call()
+                        .is_ok_and(|r| r.into_string().is_ok());
+                    if ok {
+                        mine.push(t.elapsed());
+                    }
+                }
+                lats.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+            });
+        }
+    });
+    Ok(lats.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// P3: reading a row by key against a static handler with the same bytes.
+pub fn p3(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let orders = size.pick(2_000u64, 10_000);
+    let d = Duration::from_secs(size.pick(1, 5));
+    let runs = size.pick(1, 3);
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(build_plugin("order-summary")?, plugins.join("order_summary.wasm"))?;
+    let server = Server::start(rt, &refract::Config::new(dir.path().join("data"), &plugins))?;
+    rt.block_on(write_orders(&server.app.log, orders * 10))?;
+    let head = server.app.log.head();
+    let row = ureq::get(&format!(
+        "{}/projections/order-summary/tables/order_summaries/order-7?min_position={head}&wait_ms=30000",
+        server.base
+    ))
+    .call()?
+    .into_string()?;
+    let static_base = rt.block_on(async {
+        let body = row.clone();
+        let app = axum::Router::new().route(
+            "/projections/order-summary/tables/order_summaries/{id}",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        anyhow::Ok(base)
+    })?;
+    let path =
+        |i: usize| format!("/projections/order-summary/tables/order_summaries/order-{}", i as u64 % orders);
+    let (mut ours, mut theirs, mut ours_n, mut theirs_n) = (Vec::new(), Vec::new(), 0usize, 0usize);
+    for run in 0..runs {
+        let l = hammer(&server.base, 16, d, path)?;
+        ours_n += l.len();
+        ours.extend(l);
+        let l = hammer(&static_base, 16, d, path)?;
+        theirs_n += l.len();
+        theirs.extend(l);
+        eprintln!("P3 run {}: refract {} requests, static {} requests", run + 1, ours_n, theirs_n);
+    }
+    let total = secs(d) * runs as f64;
+    let (o, t) = (ours_n as f64 / total, theirs_n as f64 / total);
+    let p99 = percentile(&mut ours, 99.0);
+    let p99_static = percentile(&mut theirs, 99.0);
+    Ok(vec![Row::new(
+        "P3",
+        "GET a row by key, 16 connections".into(),
+        format!(
+            "{} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            thousands(o),
+            percentile(&mut ours, 50.0).as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        ),
+        format!(
+            "static axum handler, same bytes: {} requests/s, p99 {:.2} ms",
+            thousands(t),
+            p99_static.as_secs_f64() * 1e3
+        ),
+        Some(o / t),
+        "≥ 0.70×, p99 ≤ 2 ms",
+        Some(o / t >= 0.70 && p99 <= Duration::from_millis(2)),
+    )])
+}
+
+/// P4: from sending an append to reading it back from the read model, at
+/// about 1000 appends/s.
+pub fn p4(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let d = Duration::from_secs(size.pick(1, 10));
+    let clients = 8;
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(build_plugin("order-summary")?, plugins.join("order_summary.wasm"))?;
+    let server = Server::start(rt, &refract::Config::new(dir.path().join("data"), &plugins))?;
+    let base = server.base.clone();
+    let (total, visible) = (std::sync::Mutex::new(Vec::new()), std::sync::Mutex::new(Vec::new()));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (base, total, visible) = (&base, &total, &visible);
+            s.spawn(move || {
+                let agent = ureq::Agent::new();
+                let period = Duration::from_micros(1_000_000 * clients as u64 / 1000);
+                let mut next = Instant::now();
+                let mut i = 0;
+                while start.elapsed() < d {
+                    i += 1;
+                    next += period;
+                    let t0 = Instant::now();
+                    let body = json!({ "expected_version": "no_stream", "events": [{ "type": "OrderPlaced", "data": { "customer": "p4", "items": [] } }] });
+                    let Ok(r) = agent.post(&format!("{base}/streams/p4-{c}-{i}/events")).send_json(body) else { continue };
+                    let Ok(v) = r.into_json::<Value>() else { continue };
+                    let t1 = Instant::now();
+                    let url = format!(
+                        "{base}/projections/order-summary/tables/order_summaries/p4-{c}-{i}?min_position={}&wait_ms=5000",
+                        v["last_position"]
+                    );
+                    if agent.get(&url).call().is_ok() {
+                        total.lock().unwrap_or_else(|p| p.into_inner()).push(t0.elapsed());
+                        visible.lock().unwrap_or_else(|p| p.into_inner()).push(t1.elapsed());
+                    }
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            });
+        }
+    });
+    let (mut total, mut visible) =
+        (total.into_inner().unwrap_or_default(), visible.into_inner().unwrap_or_default());
+    anyhow::ensure!(!total.is_empty(), "no append became visible");
+    let achieved = total.len() as f64 / secs(start.elapsed());
+    let p99 = percentile(&mut total, 99.0);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(vec![Row::new(
+        "P4",
+        format!(
+            "append → visible in the read model (`min_position`), {} appends/s, durable",
+            thousands(achieved)
+        ),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms (after the append's answer: p50 {:.1} ms, p99 {:.1} ms)",
+            ms(percentile(&mut total, 50.0)),
+            ms(p99),
+            ms(percentile(&mut visible, 50.0)),
+            ms(percentile(&mut visible, 99.0))
+        ),
+        "—".into(),
+        None,
+        "p99 ≤ 50 ms",
+        Some(p99 <= Duration::from_millis(50)),
+    )])
+}
+
+/// P5: loading a plugin cold and from the compile cache; instantiating.
+pub fn p5(size: Size) -> anyhow::Result<Vec<Row>> {
+    let runs = size.pick(1, 5);
+    let wasm = build_plugin("order-summary")?;
+    let (mut cold, mut cached, mut inst) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let cache = tempfile::tempdir()?;
+        let engine = PluginEngine::new(SandboxLimits::default(), Some(cache.path()))?;
+        let t = Instant::now();
+        let plugin = load_projection(&engine, &wasm)?;
+        cold.push(t.elapsed());
+        // The cache entry is written in the background.
+        std::thread::sleep(Duration::from_millis(300));
+        let engine = PluginEngine::new(SandboxLimits::default(), Some(cache.path()))?;
+        let t = Instant::now();
+        load_projection(&engine, &wasm)?;
+        cached.push(t.elapsed());
+        let t = Instant::now();
+        for _ in 0..100 {
+            plugin.instantiate(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        inst.push(t.elapsed() / 100);
+        eprintln!(
+            "P5 run {}: cold {:.3} s, cached {:.4} s, instantiate {:?}",
+            run + 1,
+            secs(cold[run]),
+            secs(cached[run]),
+            inst[run]
+        );
+    }
+    let (c, k, i) = (median(cold), median(cached), median(inst));
+    Ok(vec![Row::new(
+        "P5",
+        "load order-summary.wasm (compile, link, describe); instantiate".into(),
+        format!(
+            "cold {:.0} ms · from the cache {:.1} ms · instantiate {:.0} µs",
+            secs(c) * 1e3,
+            secs(k) * 1e3,
+            secs(i) * 1e6
+        ),
+        "—".into(),
+        None,
+        "cache ≤ 5 ms, cold ≤ 0.5 s",
+        Some(k <= Duration::from_millis(5) && c <= Duration::from_millis(500)),
+    )])
+}
+
+/// P5b: how replay time grows with the log.
+pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let sizes = size.pick([2_000u64, 20_000, 100_000], [100_000, 1_000_000, 5_000_000]);
+    let wasm = build_plugin("order-summary")?;
+    let engine = PluginEngine::new(SandboxLimits::default(), None)?;
+    let mut times = Vec::new();
+    for n in sizes {
+        let dir = tempfile::tempdir()?;
+        let t = rt.block_on(async {
+            let (log, log_path) = order_log(dir.path(), n).await?;
+            let t = replay_once(&log, &log_path, dir.path().join("p"), load_projection(&engine, &wasm)?, 500)
+                .await?;
+            log.close();
+            anyhow::Ok(t)
+        })?;
+        eprintln!("P5b: {n} events replayed in {:.3} s", secs(t));
+        times.push(t);
+    }
+    let growth = secs(times[2]) / secs(times[1]);
+    let factor = sizes[2] as f64 / sizes[1] as f64;
+    let cells: Vec<String> = sizes
+        .iter()
+        .zip(&times)
+        .map(|(n, t)| format!("{}: {:.2} s", thousands(*n as f64), secs(*t)))
+        .collect();
+    Ok(vec![Row::new(
+        "P5b",
+        "replay time by log size".into(),
+        cells.join(" · "),
+        format!("linear: {factor:.0}× from {} to {}", thousands(sizes[1] as f64), thousands(sizes[2] as f64)),
+        Some(growth),
+        "largest within 1.1× of linear (5M ≤ 5.5× 1M)",
+        Some(growth <= factor * 1.1),
+    )])
+}
+
+/// `order-summary.wasm` renamed to `order-summNNN` (same length, so the
+/// component stays valid), to load many copies side by side.
+fn renamed(bytes: &[u8], i: usize) -> Vec<u8> {
+    let (from, to) = (b"order-summary", format!("order-summ{i:03}"));
+    let mut out = bytes.to_vec();
+    let mut at = 0;
+    while let Some(p) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + p..at + p + from.len()].copy_from_slice(to.as_bytes());
+        at += p + from.len();
+    }
+    out
+}
+
+/// In a child process: start a host with `n` projections on a small log,
+/// wait until all are live, and print the process's RSS in KiB.
+pub fn rss_child(n: usize, cache: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(build_plugin("order-summary")?)?;
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for i in 0..n {
+        std::fs::write(plugins.join(format!("p{i}.wasm")), renamed(&bytes, i))?;
+    }
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    // Share the compile cache between children: compile once, measure memory.
+    let _ = std::fs::remove_dir_all(data.join("cache"));
+    std::os::unix::fs::symlink(cache, data.join("cache"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut config = refract::Config::new(&data, &plugins);
+    config.log.synchronous = Synchronous::Off;
+    config.watch = false;
+    let _runtime = rt.enter();
+    let app = refract::App::start(&config)?;
+    rt.block_on(write_orders(&app.log, 1000))?;
+    let head = app.log.head();
+    anyhow::ensure!(
+        app.projections.all().len() == n,
+        "{} of {n} projections loaded",
+        app.projections.all().len()
+    );
+    for p in app.projections.all() {
+        rt.block_on(async { while p.wait_for(head, Duration::from_secs(60)).await < head {} });
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    println!("{}", crate::sys::rss_kib());
+    app.shutdown();
+    Ok(())
+}
+
+/// P6: resident memory of an idle host by number of projections.
+pub fn p6(size: Size) -> anyhow::Result<Vec<Row>> {
+    let counts = size.pick(vec![0usize, 1, 5], vec![0, 1, 10, 50]);
+    let cache = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut rss = Vec::new();
+    for &n in &counts {
+        let out = std::process::Command::new(&exe)
+            .args(["rss-child", "--projections", &n.to_string(), "--cache"])
+            .arg(cache.path())
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "the measuring child failed");
+        let kib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        eprintln!("P6: {n} projections: {} MiB", kib / 1024);
+        rss.push(kib);
+    }
+    let mib = |k: u64| k as f64 / 1024.0;
+    let cells: Vec<String> =
+        counts.iter().zip(&rss).map(|(n, k)| format!("{n}: {:.0} MiB", mib(*k))).collect();
+    let (last_n, last) = (counts[counts.len() - 1], rss[rss.len() - 1]);
+    let per = mib(last.saturating_sub(rss[0])) / last_n as f64;
+    Ok(vec![Row::new(
+        "P6",
+        "RSS of an idle host by loaded projections (caught up on 1 000 events)".into(),
+        format!("{} → {per:.1} MiB per projection", cells.join(" · ")),
+        "—".into(),
+        None,
+        "≤ 10 MiB per idle projection",
+        Some(per <= 10.0),
+    )])
+}
+
+/// Runs `clients` threads that together send `total` PlaceOrder commands
+/// to `handler`, each to a stream of its own; the wall time.
+fn drive(base: &str, handler: &str, clients: usize, total: usize, tag: &str) -> anyhow::Result<Duration> {
+    let per_client = total.div_ceil(clients);
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, barrier, tag) = (format!("{base}/commands/{handler}"), barrier.clone(), tag.to_owned());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = ureq::Agent::new();
+                barrier.wait();
+                for i in 0..per_client {
+                    let body = json!({
+                        "type": "PlaceOrder",
+                        "stream_id": format!("{tag}-{c}-{i}"),
+                        "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
+                    });
+                    agent.post(&url).send_json(body)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+    }
+    Ok(start.elapsed())
+}
+
+/// P7: commands over HTTP through `orders.wasm` against its native twin.
+pub fn p7(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let n = size.pick(64, 2000);
+    let runs = size.pick(1, 5);
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(build_plugin("orders")?, plugins.join("orders.wasm"))?;
+    let server = Server::start(rt, &refract::Config::new(dir.path().join("data"), &plugins))?;
+    server.app.handlers.add(HandlerPlugin::native(Arc::new(OrdersTwin))).map_err(anyhow::Error::msg)?;
+    let variants = [("orders", 1), ("orders-native", 1), ("orders", 32), ("orders-native", 32)];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    for run in 0..runs {
+        for (i, (handler, clients)) in variants.iter().enumerate() {
+            let t = drive(&server.base, handler, *clients, n, &format!("r{run}-{handler}-{clients}"))?;
+            eprintln!("P7 run {}: {handler}, {clients} client(s): {:.3} s", run + 1, secs(t));
+            times[i].push(t);
+        }
+    }
+    let r: Vec<f64> = times.into_iter().map(|t| rate(n as u64, median(t))).collect();
+    let row = |clients: usize, w: f64, nat: f64| {
+        Row::new(
+            "P7",
+            format!("commands over HTTP (PlaceOrder, durable), {clients} client(s)"),
+            format!("{} commands/s", thousands(w)),
+            format!("native twin of the decision logic: {} commands/s", thousands(nat)),
+            Some(w / nat),
+            "report the ratio",
+            None,
+        )
+    };
+    Ok(vec![row(1, r[0], r[1]), row(32, r[2], r[3])])
+}
+
+/// Time from a changed `.wasm` landing in the plugins directory to the new
+/// version serving, on a log of `n` events.
+pub fn reload(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
+    let n = size.pick(10_000, 100_000);
+    let runs = size.pick(1, 3);
+    let v1 = build_plugin("order-summary")?;
+    let v2 = build_plugin("order-summary-v2")?;
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(&v1, plugins.join("order_summary.wasm"))?;
+    let mut config = refract::Config::new(dir.path().join("data"), &plugins);
+    config.log.synchronous = Synchronous::Off;
+    let server = Server::start(rt, &config)?;
+    let app = &server.app;
+    rt.block_on(write_orders(&app.log, n))?;
+    let head = app.log.head();
+    let p = app.projections.get("order-summary").context("order-summary did not load")?;
+    rt.block_on(async { while p.wait_for(head, Duration::from_secs(600)).await < head {} });
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let (next, version) = if run % 2 == 0 { (&v2, "2.0.0") } else { (&v1, env!("CARGO_PKG_VERSION")) };
+        let tmp = plugins.join(".order_summary.wasm.tmp");
+        std::fs::copy(next, &tmp)?;
+        let start = Instant::now();
+        std::fs::rename(&tmp, plugins.join("order_summary.wasm"))?;
+        loop {
+            let s = p.status();
+            if s.version == version && s.rebuild.is_none() && p.checkpoint() >= head {
+                break;
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "the new version never served");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        times.push(start.elapsed());
+        eprintln!("reload run {}: {:.3} s", run + 1, secs(times[run]));
+    }
+    Ok(vec![Row::new(
+        "R",
+        format!("hot reload: changed .wasm → new version serving, {} events", thousands(n as f64)),
+        format!(
+            "{:.2} s (includes the {} ms debounce)",
+            secs(median(times)),
+            refract::reload::DEBOUNCE.as_millis()
+        ),
+        "—".into(),
+        None,
+        "—",
+        None,
+    )])
+}

@@ -1,0 +1,73 @@
+//! Native twins of the example plugins: the plugin crates' own Rust code,
+//! compiled into this process and driven by the host exactly as their
+//! `.wasm` builds are (same runner, batches, transactions, SQL guard; same
+//! command path) — so a ratio between the two is the cost of the Wasm
+//! boundary and nothing else.
+
+use refract::plugin::{
+    ApplyError, Command, Description, Event, HandlerDescription, NativeHandler, NativeProjection, NewEvent,
+    Rejection,
+};
+
+fn to_sdk(e: &Event) -> refract_sdk::Event {
+    refract_sdk::Event {
+        position: e.position,
+        stream_id: e.stream_id.clone(),
+        stream_version: e.stream_version,
+        event_type: e.event_type.clone(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
+        recorded_at: e.recorded_at,
+    }
+}
+
+/// `order-summary`, natively.
+pub struct OrderSummaryTwin;
+
+impl NativeProjection for OrderSummaryTwin {
+    fn describe(&self) -> Description {
+        let d = <order_summary::OrderSummary as refract_sdk::Projection>::describe();
+        Description { name: d.name, version: d.version, event_types: d.event_types, migrations: d.migrations }
+    }
+
+    fn apply(&self, conn: &rusqlite::Connection, events: &[Event]) -> Result<(), ApplyError> {
+        let failed =
+            |message: String| ApplyError { position: events.first().map_or(0, |e| e.position), message };
+        // SAFETY: the wrapper shares the runner's open connection for this
+        // call only. `from_handle` never closes the handle, and the wrapper
+        // (with the statements it cached) is dropped before we return,
+        // while the runner's connection is still open.
+        let shared =
+            unsafe { rusqlite::Connection::from_handle(conn.handle()) }.map_err(|e| failed(e.to_string()))?;
+        let db = refract_sdk::Db::from_connection(shared);
+        let events: Vec<refract_sdk::Event> = events.iter().map(to_sdk).collect();
+        refract_sdk::__private::apply_all::<order_summary::OrderSummary>(&db, &events)
+            .map_err(|e| ApplyError { position: e.position, message: e.message })
+    }
+}
+
+/// `orders`, natively.
+pub struct OrdersTwin;
+
+impl NativeHandler for OrdersTwin {
+    fn describe(&self) -> HandlerDescription {
+        let d = <orders::Orders as refract_sdk::CommandHandler>::describe();
+        // Beside the `.wasm` build in the same host, under its own name.
+        HandlerDescription {
+            name: format!("{}-native", d.name),
+            version: d.version,
+            command_types: d.command_types,
+        }
+    }
+
+    fn handle(&self, command: &Command, history: &[Event]) -> Result<Vec<NewEvent>, Rejection> {
+        let history: Vec<refract_sdk::Event> = history.iter().map(to_sdk).collect();
+        match refract_sdk::__private::decide::<orders::Orders>(&command.command_type, &command.data, &history)
+        {
+            Ok(events) => {
+                Ok(events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect())
+            }
+            Err(r) => Err(Rejection { code: r.code, message: r.message }),
+        }
+    }
+}
