@@ -128,7 +128,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         "cargo run --release -p refract-bench -- all"
     };
-    let text = report::markdown(&rows, &sys::machine(), command, include_str!("../ANALYSIS.md"));
+    // Read when the report is written, so the analysis can be revised while
+    // a long run is under way.
+    let analysis = std::fs::read_to_string(root.join("bench/ANALYSIS.md")).unwrap_or_default();
+    let text = report::markdown(&rows, &sys::machine(), command, &analysis);
     std::fs::write(&output, text)?;
     eprintln!("wrote {}", output.display());
     Ok(())

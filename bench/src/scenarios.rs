@@ -99,7 +99,10 @@ async fn replay_once(
 
 /// P1: replay through `order-summary.wasm` against its native twin.
 pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
-    let n = size.pick(20_000, 1_000_000);
+    let n = std::env::var("REFRACT_BENCH_P1_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(size.pick(20_000, 1_000_000));
     let runs = size.pick(1, 5);
     let wasm = build_plugin("order-summary")?;
     let dir = tempfile::tempdir()?;

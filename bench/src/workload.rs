@@ -20,7 +20,8 @@ pub fn build_plugin(package: &str) -> anyhow::Result<PathBuf> {
     let build = refract_plugin_build::Build {
         manifest_path: root.join("Cargo.toml"),
         packages: vec![package.into()],
-        target_dir: root.join("target/refract-plugins"),
+        // The same directory as the tests' plugin builds: one build serves both.
+        target_dir: root.join("target/wasm-plugins"),
         capture: false,
     };
     let mut paths = build.run()?;

@@ -3,6 +3,7 @@
 //! writes and ATTACH.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,18 @@ const MAX_PAGE: u64 = 1000;
 
 /// Query parameters of table reads that are not column filters.
 const RESERVED: &[&str] = &["limit", "offset", "order_by", "order", "min_position", "wait_ms"];
+
+/// Runs `f` on a read connection of `p` on the calling task: for point
+/// reads by primary key, which take microseconds — less than handing them
+/// to another thread. Anything that scans stays on [`with_conn`].
+fn with_conn_inline<R>(
+    p: &Projection,
+    f: impl FnOnce(&mut Connection) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    p.readers()
+        .with(f)
+        .map_err(|e| ApiError::internal(format!("cannot open the projection database: {e}")))?
+}
 
 /// Runs `f` on a read connection of `p` off the async runtime.
 async fn with_conn<R: Send + 'static>(
@@ -77,10 +90,41 @@ struct TableInfo {
 const TABLE_KIND: &str = "SELECT type FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')";
 const TABLE_COLUMNS: &str = "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid";
 
-fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<TableInfo, ApiError> {
+/// Table descriptions by database file, table and schema version: a
+/// table's columns are read once per schema change, not per request.
+type InfoCache = std::collections::HashMap<(PathBuf, String, i64), Arc<TableInfo>>;
+static TABLE_INFO: std::sync::Mutex<Option<InfoCache>> = std::sync::Mutex::new(None);
+/// Entries kept before the cache starts over (old builds' entries go too).
+const TABLE_INFO_ENTRIES: usize = 4096;
+
+fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<Arc<TableInfo>, ApiError> {
+    let version: i64 = conn
+        .prepare_cached("PRAGMA schema_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql_error)?;
+    let key = (PathBuf::from(conn.path().unwrap_or_default()), table.to_owned(), version);
+    if let Some(info) =
+        TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|c| c.get(&key))
+    {
+        return Ok(info.clone());
+    }
+    let info = Arc::new(read_table_info(conn, projection, table)?);
+    let mut cache = TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(InfoCache::new);
+    if cache.len() >= TABLE_INFO_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, info.clone());
+    Ok(info)
+}
+
+fn read_table_info(conn: &Connection, projection: &str, table: &str) -> Result<TableInfo, ApiError> {
     let hidden = table.starts_with("refract_") || table.starts_with("sqlite_");
-    let kind: Option<String> =
-        if hidden { None } else { conn.query_row(TABLE_KIND, [table], |r| r.get(0)).ok() };
+    let kind: Option<String> = if hidden {
+        None
+    } else {
+        conn.prepare_cached(TABLE_KIND).and_then(|mut s| s.query_row([table], |r| r.get(0))).ok()
+    };
     let Some(kind) = kind else {
         return Err(ApiError::not_found(format!("projection {projection} has no table {table:?}")));
     };
@@ -168,7 +212,7 @@ pub async fn rows(
             sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
         }
         sql.push_str(&format!(" LIMIT {} OFFSET {offset}", limit + 1));
-        let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let values = filters.iter().map(|(_, v)| v.as_str());
         let mut out: Vec<Value> = stmt
@@ -200,7 +244,7 @@ pub async fn row(
 ) -> Result<axum::Json<Value>, ApiError> {
     let p = caught_up(&app, &name, q.min_position, q.wait_ms).await?;
     let position = p.checkpoint();
-    let row = with_conn(&p, move |conn| {
+    let row = with_conn_inline(&p, move |conn| {
         let info = table_info(conn, &name, &table)?;
         let [pk] = info.primary_key.as_slice() else {
             return Err(ApiError::bad_request(format!(
@@ -208,15 +252,14 @@ pub async fn row(
             )));
         };
         let sql = format!("SELECT * FROM {} WHERE {} = ?1", quote(&table), quote(pk));
-        let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt.query([&key]).map_err(sql_error)?;
         match rows.next().map_err(sql_error)? {
             Some(r) => row_object(r, &columns).map_err(sql_error),
             None => Err(ApiError::not_found(format!("table {table} has no row with {pk} = {key:?}"))),
         }
-    })
-    .await?;
+    })?;
     Ok(axum::Json(json!({ "row": row, "position": position })))
 }
 

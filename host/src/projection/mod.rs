@@ -518,8 +518,12 @@ impl Projections {
     }
 }
 
+/// Idle read connections kept per projection build: enough for the readers
+/// one host serves at once, so connections are reused rather than reopened.
+const READ_POOL_IDLE: usize = 32;
+
 fn read_pool(path: &Path) -> ReadPool {
-    ReadPool::new(path.to_path_buf(), 8, |c| SqlGuard::install(c, Policy::ReadOnly).map(|_| ()))
+    ReadPool::new(path.to_path_buf(), READ_POOL_IDLE, |c| SqlGuard::install(c, Policy::ReadOnly).map(|_| ()))
 }
 
 /// Waits until `shadow` has caught up with the head of the log, then makes

@@ -69,6 +69,7 @@ struct BatchError {
 /// The runner's working state.
 struct Work {
     instance: Option<ProjectionInstance>,
+    prefetch: Prefetch,
     log: Connection,
     types: Option<String>,
     checkpoint: u64,
@@ -121,8 +122,11 @@ impl Runner {
         let types = (!self.plugin.description.event_types.is_empty())
             .then(|| serde_json::to_string(&self.plugin.description.event_types).unwrap_or_default());
         let instance = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
+        let prefetch = Prefetch::start(&self.log_path, types.clone(), &self.plugin.description.name)
+            .map_err(|e| format!("cannot open the event log: {e}"))?;
         let mut w = Work {
             instance: Some(instance),
+            prefetch,
             log,
             types,
             checkpoint: meta.position,
@@ -156,7 +160,9 @@ impl Runner {
             }
             self.shared.update(|s| s.status = State::CatchingUp);
             let limit = if w.checkpoint < w.single_until { 1 } else { self.options.batch_size };
-            let events = read_batch(&w.log, w.checkpoint, head, limit, w.types.as_deref())
+            let events = w
+                .prefetch
+                .read(&w.log, w.checkpoint, head, limit, w.types.as_deref())
                 .map_err(|e| format!("cannot read the event log: {e}"))?;
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
@@ -408,6 +414,80 @@ fn attempt(
     match checkpoint {
         Some(c) => store::commit_batch(conn, c).map_err(storage),
         None => conn.execute_batch(super::sql::COMMIT).map_err(storage),
+    }
+}
+
+/// Reads the next batch of the log on a helper thread while the current one
+/// is applied, so reading and applying overlap during a replay.
+struct Prefetch {
+    requests: std::sync::mpsc::SyncSender<Ask>,
+    answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Vec<Event>>)>,
+    pending: Option<Ask>,
+}
+
+/// A read of at most `limit` events after `after`, up to `upto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ask {
+    after: u64,
+    upto: u64,
+    limit: usize,
+}
+
+impl Prefetch {
+    fn start(log_path: &std::path::Path, types: Option<String>, name: &str) -> rusqlite::Result<Prefetch> {
+        let log = db::open_ro(log_path)?;
+        let (requests, asked) = std::sync::mpsc::sync_channel::<Ask>(1);
+        let (answer, answers) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(format!("refract-read-{name}"))
+            .spawn(move || {
+                // Ends when the runner drops its side.
+                while let Ok(ask) = asked.recv() {
+                    let events = read_batch(&log, ask.after, ask.upto, ask.limit, types.as_deref());
+                    if answer.send((ask, events)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Prefetch { requests, answers, pending: None })
+    }
+
+    /// The batch after `after` (as [`read_batch`] would read it with `log`),
+    /// taken from the read already under way when it matches; then starts
+    /// reading the batch after it.
+    fn read(
+        &mut self,
+        log: &Connection,
+        after: u64,
+        upto: u64,
+        limit: usize,
+        types: Option<&str>,
+    ) -> rusqlite::Result<Vec<Event>> {
+        let mut events = None;
+        if let Some(ask) = self.pending.take()
+            && let Ok((got, result)) = self.answers.recv()
+        {
+            // A full batch is the same whatever the head; a short one only
+            // if the head has not moved since.
+            let full = result.as_ref().is_ok_and(|e| e.len() == limit);
+            if got == ask && ask.after == after && ask.limit == limit && (full || ask.upto == upto) {
+                events = Some(result?);
+            }
+        }
+        let events = match events {
+            Some(e) => e,
+            None => read_batch(log, after, upto, limit, types)?,
+        };
+        if events.len() == limit
+            && let Some(last) = events.last()
+        {
+            let ask = Ask { after: last.position, upto, limit };
+            if self.requests.try_send(ask).is_ok() {
+                self.pending = Some(ask);
+            }
+        }
+        Ok(events)
     }
 }
 
