@@ -314,27 +314,11 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         base.push(raw_inserts(&dir.path().join("raw.db"), single, 1)?);
         let server =
             Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
-        let barrier = Arc::new(Barrier::new(clients + 1));
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let (base, barrier) = (server.base.clone(), barrier.clone());
-                std::thread::spawn(move || -> anyhow::Result<()> {
-                    let agent = ureq::Agent::new();
-                    barrier.wait();
-                    for i in 0..per_client {
-                        let body = json!({ "expected_version": "no_stream", "events": [{ "type": "Pinged", "data": { "i": i } }] });
-                        agent.post(&format!("{base}/streams/c{c}-{i}/events")).send_json(body)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for t in threads {
-            t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
-        }
-        ours.push(start.elapsed());
+        let url = server.base.clone();
+        ours.push(post_together(clients, per_client as usize, move |c, i| {
+            let body = json!({ "expected_version": "no_stream", "events": [{ "type": "Pinged", "data": { "i": i } }] });
+            (format!("{url}/streams/c{c}-{i}/events"), body)
+        })?);
         eprintln!(
             "P2b run {}: 64 clients {:.3} s, raw single {:.3} s",
             run + 1,
@@ -698,20 +682,35 @@ pub fn p6(size: Size) -> anyhow::Result<Vec<Row>> {
 /// Runs `clients` threads that together send `total` PlaceOrder commands
 /// to `handler`, each to a stream of its own; the wall time.
 fn drive(base: &str, handler: &str, clients: usize, total: usize, tag: &str) -> anyhow::Result<Duration> {
-    let per_client = total.div_ceil(clients);
+    let (url, tag) = (format!("{base}/commands/{handler}"), tag.to_owned());
+    post_together(clients, total.div_ceil(clients), move |c, i| {
+        let body = json!({
+            "type": "PlaceOrder",
+            "stream_id": format!("{tag}-{c}-{i}"),
+            "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
+        });
+        (url.clone(), body)
+    })
+}
+
+/// Runs `clients` threads, started together, each POSTing `per_client`
+/// requests made by `request(client, i)` (URL and JSON body); the wall time
+/// until the last answer.
+fn post_together(
+    clients: usize,
+    per_client: usize,
+    request: impl Fn(usize, usize) -> (String, Value) + Send + Sync + 'static,
+) -> anyhow::Result<Duration> {
+    let request = Arc::new(request);
     let barrier = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<_> = (0..clients)
         .map(|c| {
-            let (url, barrier, tag) = (format!("{base}/commands/{handler}"), barrier.clone(), tag.to_owned());
+            let (request, barrier) = (request.clone(), barrier.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let agent = ureq::Agent::new();
                 barrier.wait();
                 for i in 0..per_client {
-                    let body = json!({
-                        "type": "PlaceOrder",
-                        "stream_id": format!("{tag}-{c}-{i}"),
-                        "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
-                    });
+                    let (url, body) = request(c, i);
                     agent.post(&url).send_json(body)?;
                 }
                 Ok(())
