@@ -1,8 +1,7 @@
 //! The process-wide wasmtime engine and its epoch ticker.
 
-use std::time::Duration;
-
 use std::path::Path;
+use std::time::Duration;
 
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
@@ -17,6 +16,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub fn new_engine(cache_dir: Option<&Path>) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     if let Some(dir) = cache_dir {
+        // wasmtime wants an absolute path; the data directory may be given
+        // relative to where refract was started (the default is).
+        let dir = std::path::absolute(dir)?;
         let mut cache = CacheConfig::new();
         cache.with_directory(dir);
         config.cache(Some(Cache::new(cache)?));
@@ -41,4 +43,17 @@ pub fn new_engine(cache_dir: Option<&Path>) -> anyhow::Result<Engine> {
 /// The number of epoch ticks in `budget`, at least one.
 pub fn ticks(budget: Duration) -> u64 {
     (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_cache_directory_is_accepted() {
+        // The default data directory, `.refract/data`, is relative.
+        let engine = new_engine(Some(Path::new(".refract-test/data/cache")));
+        let _ = std::fs::remove_dir_all(".refract-test");
+        assert!(engine.is_ok(), "{:?}", engine.err());
+    }
 }
