@@ -117,6 +117,13 @@ impl ReadPool {
     }
 }
 
+/// `v` as a SQLite integer parameter: SQLite integers are signed, and no
+/// position, version, count or offset can exceed `i64::MAX`, so larger
+/// values mean "past the end".
+pub fn sqlite_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)

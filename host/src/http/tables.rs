@@ -171,8 +171,7 @@ pub async fn rows(
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    // SQLite integers are signed; no table has more rows than that anyway.
-    let offset = num("offset")?.unwrap_or(0).min(i64::MAX as u64);
+    let offset = crate::db::sqlite_int(num("offset")?.unwrap_or(0));
     let descending = match params.get("order").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -226,7 +225,7 @@ pub async fn rows(
     })
     .await?;
     let (rows, more) = rows;
-    let next_offset = more.then_some(offset + limit);
+    let next_offset = more.then_some(offset.saturating_add(limit as i64));
     Ok(axum::Json(json!({ "rows": rows, "next_offset": next_offset, "position": position })))
 }
 

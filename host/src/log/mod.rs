@@ -188,9 +188,7 @@ impl EventLog {
         from_version: u64,
         limit: u64,
     ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
-        // SQLite integers are signed: past i64::MAX there is nothing to read.
-        let from_version = from_version.min(i64::MAX as u64);
-        let limit = limit.min(i64::MAX as u64);
+        let (from_version, limit) = (crate::db::sqlite_int(from_version), crate::db::sqlite_int(limit));
         self.blocking_read(move |conn| {
             let events = query_events(conn, sql::READ_STREAM, params![stream_id, from_version, limit])?;
             if events.is_empty() && stream_version(conn, &stream_id)?.is_none() {
@@ -209,7 +207,7 @@ impl EventLog {
         limit: u64,
         types: Option<Vec<String>>,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        let (after, limit) = (after.min(i64::MAX as u64), limit.min(i64::MAX as u64));
+        let (after, limit) = (crate::db::sqlite_int(after), crate::db::sqlite_int(limit));
         self.blocking_read(move |conn| match types {
             None => query_events(conn, sql::READ_ALL, params![after, i64::MAX, limit]),
             Some(t) => {

@@ -59,9 +59,9 @@ pub(super) struct Runner {
 }
 
 /// Why a batch attempt failed.
-struct BatchError {
-    message: String,
-    position: Option<u64>,
+pub(super) struct BatchError {
+    pub message: String,
+    pub position: Option<u64>,
     /// The instance is unusable (trap, timeout) and must be recreated.
     poisoned: bool,
 }
@@ -69,9 +69,7 @@ struct BatchError {
 /// The runner's working state.
 struct Work {
     instance: Option<ProjectionInstance>,
-    prefetch: Prefetch,
-    log: Connection,
-    types: Option<String>,
+    reader: Reader,
     checkpoint: u64,
     /// Apply one event per batch up to this position, to find the event
     /// that made a larger batch fail.
@@ -118,17 +116,11 @@ impl Runner {
         if meta.paused {
             self.shared.control.send_modify(|c| c.paused = true);
         }
-        let log = db::open_ro(&self.log_path).map_err(|e| format!("cannot open the event log: {e}"))?;
-        let types = (!self.plugin.description.event_types.is_empty())
-            .then(|| serde_json::to_string(&self.plugin.description.event_types).unwrap_or_default());
+        let reader = Reader::open(&self.log_path, &self.plugin)?;
         let instance = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
-        let prefetch = Prefetch::start(&self.log_path, types.clone(), &self.plugin.description.name)
-            .map_err(|e| format!("cannot open the event log: {e}"))?;
         let mut w = Work {
             instance: Some(instance),
-            prefetch,
-            log,
-            types,
+            reader,
             checkpoint: meta.position,
             single_until: 0,
             stuck_at: None,
@@ -161,8 +153,8 @@ impl Runner {
             self.shared.update(|s| s.status = State::CatchingUp);
             let limit = if w.checkpoint < w.single_until { 1 } else { self.options.batch_size };
             let events = w
-                .prefetch
-                .read(&w.log, w.checkpoint, head, limit, w.types.as_deref())
+                .reader
+                .read(w.checkpoint, head, limit)
                 .map_err(|e| format!("cannot read the event log: {e}"))?;
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
@@ -212,7 +204,7 @@ impl Runner {
     fn retry_dead_letters(&mut self, w: &mut Work) -> Result<(), String> {
         let positions = store::dead_letter_positions(&self.session(w)?.conn).map_err(|e| e.to_string())?;
         for position in positions {
-            let events = read_batch(&w.log, position - 1, position, 1, None).map_err(|e| e.to_string())?;
+            let events = w.reader.event_at(position).map_err(|e| e.to_string())?;
             let inst = w.instance.take().ok_or("lost the plugin instance")?;
             let (inst, outcome) = self.apply_batch(inst, &events, None, Some(position))?;
             w.instance = Some(inst);
@@ -378,7 +370,7 @@ impl Runner {
     }
 }
 
-fn attempt(
+pub(super) fn attempt(
     inst: &mut ProjectionInstance,
     events: &[Event],
     checkpoint: Option<u64>,
@@ -417,9 +409,12 @@ fn attempt(
     }
 }
 
-/// Reads the next batch of the log on a helper thread while the current one
-/// is applied, so reading and applying overlap during a replay.
-struct Prefetch {
+/// Reads a projection's events from the log: the batches it subscribes to
+/// (its event types), the next one read on a helper thread while the
+/// current one is applied, so reading and applying overlap in a replay.
+pub(super) struct Reader {
+    log: Connection,
+    types: Option<String>,
     requests: std::sync::mpsc::SyncSender<Ask>,
     answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Vec<Event>>)>,
     pending: Option<Ask>,
@@ -433,37 +428,36 @@ struct Ask {
     limit: usize,
 }
 
-impl Prefetch {
-    fn start(log_path: &std::path::Path, types: Option<String>, name: &str) -> rusqlite::Result<Prefetch> {
-        let log = db::open_ro(log_path)?;
+impl Reader {
+    /// Opens the log at `log_path` for `plugin` and starts the helper thread
+    /// (it ends when the reader is dropped).
+    pub(super) fn open(log_path: &std::path::Path, plugin: &ProjectionPlugin) -> Result<Reader, String> {
+        let open = || db::open_ro(log_path).map_err(|e| format!("cannot open the event log: {e}"));
+        let (log, helper_log) = (open()?, open()?);
+        let types = (!plugin.description.event_types.is_empty())
+            .then(|| serde_json::to_string(&plugin.description.event_types).unwrap_or_default());
+        let helper_types = types.clone();
         let (requests, asked) = std::sync::mpsc::sync_channel::<Ask>(1);
         let (answer, answers) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
-            .name(format!("refract-read-{name}"))
+            .name(format!("refract-read-{}", plugin.description.name))
             .spawn(move || {
-                // Ends when the runner drops its side.
                 while let Ok(ask) = asked.recv() {
-                    let events = read_batch(&log, ask.after, ask.upto, ask.limit, types.as_deref());
+                    let events = read_batch(&helper_log, ask, helper_types.as_deref());
                     if answer.send((ask, events)).is_err() {
                         return;
                     }
                 }
             })
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Prefetch { requests, answers, pending: None })
+            .map_err(|e| format!("cannot start the log reader: {e}"))?;
+        Ok(Reader { log, types, requests, answers, pending: None })
     }
 
-    /// The batch after `after` (as [`read_batch`] would read it with `log`),
-    /// taken from the read already under way when it matches; then starts
-    /// reading the batch after it.
-    fn read(
-        &mut self,
-        log: &Connection,
-        after: u64,
-        upto: u64,
-        limit: usize,
-        types: Option<&str>,
-    ) -> rusqlite::Result<Vec<Event>> {
+    /// At most `limit` events after `after` up to `upto`, of the
+    /// projection's types — taken from the read already under way when it
+    /// matches; then starts reading the batch after them.
+    pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> rusqlite::Result<Vec<Event>> {
+        let wanted = Ask { after, upto, limit };
         let mut events = None;
         if let Some(ask) = self.pending.take()
             && let Ok((got, result)) = self.answers.recv()
@@ -477,7 +471,7 @@ impl Prefetch {
         }
         let events = match events {
             Some(e) => e,
-            None => read_batch(log, after, upto, limit, types)?,
+            None => read_batch(&self.log, wanted, self.types.as_deref())?,
         };
         if events.len() == limit
             && let Some(last) = events.last()
@@ -489,15 +483,15 @@ impl Prefetch {
         }
         Ok(events)
     }
+
+    /// The event at `position`, whatever its type.
+    fn event_at(&self, position: u64) -> rusqlite::Result<Vec<Event>> {
+        read_batch(&self.log, Ask { after: position - 1, upto: position, limit: 1 }, None)
+    }
 }
 
-pub(super) fn read_batch(
-    log: &Connection,
-    after: u64,
-    upto: u64,
-    limit: usize,
-    types: Option<&str>,
-) -> rusqlite::Result<Vec<Event>> {
+fn read_batch(log: &Connection, ask: Ask, types: Option<&str>) -> rusqlite::Result<Vec<Event>> {
+    let Ask { after, upto, limit } = ask;
     let sql = if types.is_some() { range_sql::OF_TYPES } else { range_sql::ALL };
     let mut stmt = log.prepare_cached(sql)?;
     let map = |r: &rusqlite::Row<'_>| {

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{runner, sql, store};
 use crate::db;
-use crate::plugin::{CallError, ProjectionPlugin};
+use crate::plugin::ProjectionPlugin;
 
 /// Differing rows shown per table.
 const SAMPLES: usize = 5;
@@ -114,29 +114,19 @@ fn rebuild(
     batch_size: usize,
 ) -> Result<Connection, String> {
     let (session, _) = store::open(path, plugin)?;
-    let log = db::open_ro(log_path).map_err(|e| format!("cannot open the event log: {e}"))?;
-    let types = (!plugin.description.event_types.is_empty())
-        .then(|| serde_json::to_string(&plugin.description.event_types).unwrap_or_default());
+    let mut reader = runner::Reader::open(log_path, plugin)?;
     let mut inst = plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
     let mut after = 0;
     while after < upto {
-        let mut events = runner::read_batch(&log, after, upto, batch_size.max(1), types.as_deref())
+        let mut events = reader
+            .read(after, upto, batch_size.max(1))
             .map_err(|e| format!("cannot read the event log: {e}"))?;
         let Some(last) = events.last().map(|e| e.position) else { break };
         events.retain(|e| !skip.contains(&e.position));
-        let conn = &inst.sql().ok_or("lost the database session")?.conn;
-        conn.execute_batch(sql::BEGIN).map_err(|e| e.to_string())?;
-        match inst.apply(&events) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(format!("the rebuild failed at position {}: {}", e.position, e.message));
-            }
-            Err(e @ (CallError::Timeout(_) | CallError::Trap(_))) => {
-                return Err(format!("the rebuild failed in the batch after position {after}: {e}"));
-            }
-        }
-        let conn = &inst.sql().ok_or("lost the database session")?.conn;
-        store::commit_batch(conn, last).map_err(|e| e.to_string())?;
+        runner::attempt(&mut inst, &events, Some(last), None).map_err(|e| match e.position {
+            Some(p) => format!("the rebuild failed at position {p}: {}", e.message),
+            None => format!("the rebuild failed in the batch after position {after}: {}", e.message),
+        })?;
         after = last;
     }
     let session = inst.into_sql().ok_or("lost the database session")?;
