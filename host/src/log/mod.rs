@@ -65,9 +65,14 @@ impl EventLog {
         let head: u64 = conn.query_row(sql::HEAD, [], |r| r.get(0))?;
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel();
+        let wal = db::WalThread::start(&mut conn, path, "log")?;
         let writer = std::thread::Builder::new()
             .name("refract-log-writer".into())
-            .spawn(move || writer::run(conn, rx, head_tx))
+            .spawn(move || {
+                writer::run(conn, rx, head_tx);
+                // After the writer's connection is closed.
+                drop(wal);
+            })
             .map_err(|e| ReadError::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -32,6 +32,9 @@ pub struct SqlSession {
     pub conn: Connection,
     /// The authorizer installed on `conn`.
     pub guard: SqlGuard,
+    /// The thread checkpointing the database's WAL. Declared after `conn`
+    /// so it stops after the connection that nudges it is closed.
+    pub wal: Option<crate::db::WalThread>,
 }
 
 /// The data of one plugin instance's store.

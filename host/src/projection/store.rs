@@ -60,7 +60,9 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta)
     }
     let (_, position, applied, paused) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
     let guard = SqlGuard::install(&mut conn, Policy::Plugin).map_err(|e| ctx("cannot guard", e))?;
-    let session = SqlSession { conn, guard };
+    let wal = db::WalThread::start(&mut conn, path, &d.name)
+        .map_err(|e| ctx("cannot start the WAL thread for", e))?;
+    let session = SqlSession { conn, guard, wal: Some(wal) };
     run_migrations(&session, &d.migrations, applied)?;
     Ok((session, Meta { position, paused }))
 }
