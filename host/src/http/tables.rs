@@ -30,12 +30,10 @@ const RESERVED: &[&str] = &["limit", "offset", "order_by", "order", "min_positio
 /// reads by primary key, which take microseconds — less than handing them
 /// to another thread. Anything that scans stays on [`with_conn`].
 fn with_conn_inline<R>(
-    p: &Projection,
+    pool: &crate::db::ReadPool,
     f: impl FnOnce(&mut Connection) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
-    p.readers()
-        .with(f)
-        .map_err(|e| ApiError::internal(format!("cannot open the projection database: {e}")))?
+    pool.with(f).map_err(|e| ApiError::internal(format!("cannot open the projection database: {e}")))?
 }
 
 /// Runs `f` on a read connection of `p` off the async runtime.
@@ -240,26 +238,46 @@ pub async fn row(
     State(app): State<Arc<App>>,
     Path((name, table, key)): Path<(String, String, String)>,
     Query(q): Query<WaitQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let p = caught_up(&app, &name, q.min_position, q.wait_ms).await?;
     let position = p.checkpoint();
-    let row = with_conn_inline(&p, move |conn| {
-        let info = table_info(conn, &name, &table)?;
-        let [pk] = info.primary_key.as_slice() else {
-            return Err(ApiError::bad_request(format!(
-                "table {table} has no single-column primary key; filter with GET /projections/{name}/tables/{table}?column=value"
-            )));
-        };
-        let sql = format!("SELECT * FROM {} WHERE {} = ?1", quote(&table), quote(pk));
-        let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
-        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-        let mut rows = stmt.query([&key]).map_err(sql_error)?;
-        match rows.next().map_err(sql_error)? {
-            Some(r) => row_object(r, &columns).map_err(sql_error),
-            None => Err(ApiError::not_found(format!("table {table} has no row with {pk} = {key:?}"))),
+    let serving = p.serving();
+    let row = match serving.rows.get(serving.checkpoint, &table, &key) {
+        Some(row) => row,
+        None => {
+            let row = with_conn_inline(&serving.readers, |conn| read_row(conn, &name, &table, &key))?;
+            let row = axum::body::Bytes::from(
+                serde_json::to_vec(&row).map_err(|e| ApiError::internal(e.to_string()))?,
+            );
+            serving.rows.put(serving.checkpoint, &table, &key, row.clone());
+            row
         }
-    })?;
-    Ok(axum::Json(json!({ "row": row, "position": position })))
+    };
+    // `{"position":N,"row":{…}}`, the row spliced in as it was serialized.
+    let mut body = Vec::with_capacity(row.len() + 40);
+    body.extend_from_slice(format!("{{\"position\":{position},\"row\":").as_bytes());
+    body.extend_from_slice(&row);
+    body.push(b'}');
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The row of `table` whose single-column primary key is `key`, as JSON.
+fn read_row(conn: &mut Connection, name: &str, table: &str, key: &str) -> Result<Value, ApiError> {
+    let info = table_info(conn, name, table)?;
+    let [pk] = info.primary_key.as_slice() else {
+        return Err(ApiError::bad_request(format!(
+            "table {table} has no single-column primary key; filter with GET /projections/{name}/tables/{table}?column=value"
+        )));
+    };
+    let sql = format!("SELECT * FROM {} WHERE {} = ?1", quote(table), quote(pk));
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut rows = stmt.query([key]).map_err(sql_error)?;
+    match rows.next().map_err(sql_error)? {
+        Some(r) => row_object(r, &columns).map_err(sql_error),
+        None => Err(ApiError::not_found(format!("table {table} has no row with {pk} = {key:?}"))),
+    }
 }
 
 /// Body of `POST /projections/{name}/query`.

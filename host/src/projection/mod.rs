@@ -8,6 +8,7 @@
 //! two are swapped once the new one has caught up with the log.
 
 mod layout;
+mod row_cache;
 mod runner;
 mod sql;
 mod status;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use row_cache::RowCache;
 pub use runner::{ErrorPolicy, RunnerOptions};
 pub use status::{Failure, Rebuild, State, Status};
 pub use verify::{Report as VerifyReport, TableReport};
@@ -82,6 +84,8 @@ struct Generation {
     /// plugin was replaced.
     plugin: Option<Arc<ProjectionPlugin>>,
     readers: ReadPool,
+    /// Rows read by key from this build, valid for its current checkpoint.
+    rows: Arc<RowCache>,
     db_path: PathBuf,
     shutdown: watch::Sender<bool>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -94,6 +98,16 @@ impl Generation {
             let _ = t.join();
         }
     }
+}
+
+/// The serving build of a projection, for one read (see [`Projection::serving`]).
+pub struct Serving {
+    /// Read-only connections to its database.
+    pub readers: ReadPool,
+    /// Its checkpoint when the read began.
+    pub checkpoint: u64,
+    /// Rows read by key, valid while `checkpoint` is current.
+    pub rows: Arc<RowCache>,
 }
 
 /// A loaded projection.
@@ -167,6 +181,18 @@ impl Projection {
     /// Read-only connections to the serving database (SELECT only).
     pub fn readers(&self) -> ReadPool {
         self.current().readers.clone()
+    }
+
+    /// What a read of the serving build needs: its connections, its own
+    /// checkpoint (which moves exactly when its tables change) and its cache
+    /// of rows read by key.
+    pub fn serving(&self) -> Serving {
+        let g = self.current();
+        Serving {
+            readers: g.readers.clone(),
+            checkpoint: *g.shared.checkpoint.borrow(),
+            rows: g.rows.clone(),
+        }
     }
 
     fn control(&self, f: impl FnOnce(&mut Control)) {
@@ -362,6 +388,7 @@ impl Projections {
             shared: Arc::new(self.new_shared(status, &plugin.description.name)),
             plugin: None,
             readers,
+            rows: Arc::default(),
             db_path: path,
             shutdown: watch::channel(true).0,
             thread: Mutex::new(None),
@@ -430,6 +457,7 @@ impl Projections {
             shared,
             plugin: Some(plugin.clone()),
             readers: read_pool(&path),
+            rows: Arc::default(),
             db_path: path,
             shutdown,
             thread: Mutex::new(Some(thread)),

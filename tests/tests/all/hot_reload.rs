@@ -198,3 +198,43 @@ fn with_drop_removed_a_removed_projection_takes_its_data_along() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_row_read_by_key_follows_every_change_and_the_new_build() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    let r = c.append("order-1", json!("no_stream"), &order_events("ada", 0));
+    let mut version = r["stream_version"].as_u64().unwrap();
+    let row_at = |min: &Value| {
+        let (status, body) =
+            c.get(&format!("/projections/order-summary/tables/order_summaries/order-1?min_position={min}"));
+        assert_eq!(status, 200, "{body}");
+        assert!(body["position"].as_u64().unwrap() >= min.as_u64().unwrap(), "{body}");
+        body["row"].clone()
+    };
+    // Read repeatedly (served from memory after the first read), then
+    // change the row: each read after a change sees the change.
+    for n in 1..=10 {
+        let last = json!(r["last_position"].as_u64().unwrap() + n - 1);
+        assert_eq!(row_at(&last)["item_count"], n, "a read served a row older than its checkpoint");
+        assert_eq!(row_at(&last)["item_count"], n);
+        let added = c.append(
+            "order-1",
+            json!(version),
+            &[("ItemAdded", json!({ "product_id": "p", "quantity": 1, "price": 1.0 }))],
+        );
+        version = added["stream_version"].as_u64().unwrap();
+    }
+    let caught_up = c.wait_projection("order-summary", WAIT, |s| s["lag"] == 0);
+    assert_eq!(row_at(&caught_up["position"])["item_count"], 11);
+    assert!(row_at(&caught_up["position"]).get("channel").is_none());
+
+    // A new build with a new column: the same row, unchanged in the log, is
+    // read from the new build, not from what the old one served.
+    std::fs::copy(ORDER_SUMMARY_V2, server.plugins_dir().join("order_summary.wasm")).unwrap();
+    let after =
+        c.wait_projection("order-summary", WAIT, |s| s["version"] == "2.0.0" && s["status"] == "live");
+    let row = row_at(&after["position"]);
+    assert_eq!(row["channel"], "web", "{row}");
+    assert_eq!(row["item_count"], 11);
+}
