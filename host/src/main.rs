@@ -162,6 +162,10 @@ struct ServeArgs {
     /// Allow listening on a non-loopback address without a token.
     #[arg(long)]
     insecure_no_token: bool,
+    /// Read every row by key from the database instead of serving rows
+    /// already read at the same checkpoint from memory.
+    #[arg(long)]
+    no_row_cache: bool,
 }
 
 fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
@@ -188,6 +192,7 @@ impl ServeArgs {
         c.http.token = self.token.clone().and_then(refract::http::Token::new);
         c.http.protect_reads = self.protect_reads;
         c.allow_open = self.insecure_no_token;
+        c.http.row_cache = !self.no_row_cache;
         c
     }
 }

@@ -38,6 +38,9 @@ pub struct HttpOptions {
     pub token: Option<auth::Token>,
     /// Require the token for reads too.
     pub protect_reads: bool,
+    /// Serve rows read by key from memory while their build's checkpoint
+    /// is unchanged.
+    pub row_cache: bool,
 }
 
 impl Default for HttpOptions {
@@ -50,6 +53,7 @@ impl Default for HttpOptions {
             query_max_rows: 10_000,
             token: None,
             protect_reads: false,
+            row_cache: true,
         }
     }
 }

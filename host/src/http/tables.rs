@@ -243,14 +243,17 @@ pub async fn row(
     let p = caught_up(&app, &name, q.min_position, q.wait_ms).await?;
     let position = p.checkpoint();
     let serving = p.serving();
-    let row = match serving.rows.get(serving.checkpoint, &table, &key) {
+    let cached = app.http.row_cache.then(|| serving.rows.get(serving.checkpoint, &table, &key)).flatten();
+    let row = match cached {
         Some(row) => row,
         None => {
             let row = with_conn_inline(&serving.readers, |conn| read_row(conn, &name, &table, &key))?;
             let row = axum::body::Bytes::from(
                 serde_json::to_vec(&row).map_err(|e| ApiError::internal(e.to_string()))?,
             );
-            serving.rows.put(serving.checkpoint, &table, &key, row.clone());
+            if app.http.row_cache {
+                serving.rows.put(serving.checkpoint, &table, &key, row.clone());
+            }
             row
         }
     };
