@@ -82,7 +82,7 @@ const WAL_INLINE_FRAMES: std::ffi::c_int = 16_384;
 /// fsyncs the database file while doing it, so that connection's thread
 /// waits for the disk. For a projection catching up, that thread is the one
 /// applying events (profiles of a 5M-event replay had it blocked in fsync
-/// for a quarter of the time); for the event log it is the writer. With
+/// for about a third of the time); for the event log it is the writer. With
 /// [`WalThread::start`] the writer's commits only nudge this thread, which
 /// checkpoints with its own connection in `PASSIVE` mode (never blocking
 /// the writer or readers). Durability is unchanged: commits are exactly as

@@ -26,7 +26,7 @@ const MAX_PAGE: u64 = 1000;
 /// Query parameters of table reads that are not column filters.
 const RESERVED: &[&str] = &["limit", "offset", "order_by", "order", "min_position", "wait_ms"];
 
-/// Runs `f` on a read connection of `p` on the calling task: for point
+/// Runs `f` on a connection of `pool` on the calling task: for point
 /// reads by primary key, which take microseconds — less than handing them
 /// to another thread. Anything that scans stays on [`with_conn`].
 fn with_conn_inline<R>(
@@ -266,7 +266,7 @@ pub async fn row(
 }
 
 /// The row of `table` whose single-column primary key is `key`, as JSON.
-fn read_row(conn: &mut Connection, name: &str, table: &str, key: &str) -> Result<Value, ApiError> {
+fn read_row(conn: &Connection, name: &str, table: &str, key: &str) -> Result<Value, ApiError> {
     let info = table_info(conn, name, table)?;
     let [pk] = info.primary_key.as_slice() else {
         return Err(ApiError::bad_request(format!(
