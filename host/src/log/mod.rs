@@ -156,8 +156,9 @@ impl EventLog {
             .map(|(i, e)| {
                 validate_name("event type", &e.event_type)
                     .map_err(|err| AppendError::Invalid(format!("events[{i}]: {err}")))?;
+                // A raw value's text becomes the stored string without a copy.
                 let metadata = match e.metadata {
-                    Some(m) if m.get().starts_with('{') => m.get().to_owned(),
+                    Some(m) if m.get().starts_with('{') => String::from(Box::<str>::from(m)),
                     Some(_) => {
                         return Err(AppendError::Invalid(format!(
                             "events[{i}]: metadata must be a JSON object"
@@ -165,9 +166,9 @@ impl EventLog {
                     }
                     None => "{}".to_owned(),
                 };
-                let data = e.data.get().to_owned();
+                let data = String::from(Box::<str>::from(e.data));
                 for (what, text) in [("data", &data), ("metadata", &metadata)] {
-                    if json_depth(text) > MAX_JSON_DEPTH {
+                    if too_deep(text) {
                         return Err(AppendError::Invalid(format!(
                             "events[{i}]: {what} nests deeper than {MAX_JSON_DEPTH} levels"
                         )));
@@ -329,6 +330,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), AppendError> {
 /// have: deeper documents overflow the parsers of the plugins that read them.
 pub const MAX_JSON_DEPTH: usize = 128;
 
+/// Whether `json` nests deeper than [`MAX_JSON_DEPTH`]. A document cannot
+/// nest deeper than it has `[` and `{` bytes, and counting them is a fast
+/// pass; only documents with more of them than the limit are walked.
+fn too_deep(json: &str) -> bool {
+    let openers = json.bytes().filter(|&b| b == b'[' || b == b'{').count();
+    openers > MAX_JSON_DEPTH && json_depth(json) > MAX_JSON_DEPTH
+}
+
 /// How deeply arrays and objects nest in the (valid) JSON text `json`.
 fn json_depth(json: &str) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
@@ -357,7 +366,7 @@ fn json_depth(json: &str) -> usize {
 
 #[cfg(test)]
 mod depth_tests {
-    use super::json_depth;
+    use super::{MAX_JSON_DEPTH, json_depth, too_deep};
 
     #[test]
     fn counts_nesting_outside_strings() {
@@ -365,5 +374,16 @@ mod depth_tests {
         assert_eq!(json_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
         assert_eq!(json_depth(r#"{"a":"[[[[\"{{"}"#), 1);
         assert_eq!(json_depth(&format!("{}{}", "[".repeat(300), "]".repeat(300))), 300);
+    }
+
+    #[test]
+    fn too_deep_only_past_the_limit() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!too_deep(&nested(MAX_JSON_DEPTH)));
+        assert!(too_deep(&nested(MAX_JSON_DEPTH + 1)));
+        // Many brackets, shallow: inside strings or side by side.
+        let wide = format!("[{}]", vec!["[]"; 500].join(","));
+        assert!(!too_deep(&wide));
+        assert!(!too_deep(&format!("{{\"a\":\"{}\"}}", "[".repeat(500))));
     }
 }

@@ -230,6 +230,9 @@ fn every_route_answers_bad_input_with_a_json_4xx_and_writes_nothing() {
         ("invalid UTF-8 in a stream id", "POST", "/streams/%FF%FE/events".into(), json_ct(), append_body.clone(), 400),
         ("no content type", "POST", "/streams/s/events".into(), vec![], append_body.clone(), 415),
         ("text content type", "POST", "/streams/s/events".into(), vec![("content-type", "text/plain".into())], append_body.clone(), 415),
+        ("JSON with a charset", "POST", "/streams/s/events".into(), vec![("content-type", "application/json; charset=utf-8".into())], append_body.clone(), 201),
+        ("a +json media type", "POST", "/streams/s/events".into(), vec![("content-type", "application/vnd.shop+json".into())], append_body.clone(), 201),
+        ("JSON as a text subtype", "POST", "/streams/s/events".into(), vec![("content-type", "text/json".into())], append_body.clone(), 415),
         ("empty body", "POST", "/streams/s/events".into(), json_ct(), vec![], 400),
         ("truncated JSON", "POST", "/streams/s/events".into(), json_ct(), append_body[..20].to_vec(), 400),
         ("events not a list", "POST", "/streams/s/events".into(), json_ct(), br#"{"events":{"type":"A"}}"#.to_vec(), 400),
@@ -291,6 +294,10 @@ fn every_route_answers_bad_input_with_a_json_4xx_and_writes_nothing() {
             let v: Value =
                 serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: not JSON: {text:?}"));
             assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {v}");
+            if what == "type not a string" {
+                // The message points at the bad value.
+                assert!(v["error"].as_str().is_some_and(|e| e.contains("events[0].type")), "{v}");
+            }
         }
     }
     // Only the setup's events are in the log; the read model is unchanged.
