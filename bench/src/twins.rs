@@ -21,6 +21,23 @@ fn to_sdk(e: &Event) -> refract_sdk::Event {
     }
 }
 
+/// Refills `to` from `e`, reusing its strings: what the SDK does for each
+/// event of a packed batch inside the plugin.
+fn refill(to: &mut refract_sdk::Event, e: &Event) {
+    to.position = e.position;
+    to.stream_version = e.stream_version;
+    to.recorded_at = e.recorded_at;
+    for (field, value) in [
+        (&mut to.stream_id, &e.stream_id),
+        (&mut to.event_type, &e.event_type),
+        (&mut to.data, &e.data),
+        (&mut to.metadata, &e.metadata),
+    ] {
+        field.clear();
+        field.push_str(value);
+    }
+}
+
 /// `order-summary`, natively.
 pub struct OrderSummaryTwin;
 
@@ -40,9 +57,14 @@ impl NativeProjection for OrderSummaryTwin {
         let shared =
             unsafe { rusqlite::Connection::from_handle(conn.handle()) }.map_err(|e| failed(e.to_string()))?;
         let db = refract_sdk::Db::from_connection(shared);
-        let events: Vec<refract_sdk::Event> = events.iter().map(to_sdk).collect();
-        refract_sdk::__private::apply_all::<order_summary::OrderSummary>(&db, &events)
-            .map_err(|e| ApplyError { position: e.position, message: e.message })
+        let Some(first) = events.first() else { return Ok(()) };
+        let mut event = to_sdk(first);
+        for e in events {
+            refill(&mut event, e);
+            <order_summary::OrderSummary as refract_sdk::Projection>::apply(&db, &event)
+                .map_err(|err| ApplyError { position: e.position, message: err.message().to_owned() })?;
+        }
+        Ok(())
     }
 }
 

@@ -110,6 +110,5 @@ pub mod __private {
     }
 
     pub use crate::handler::{ExportedHandler, HandlerExport, run as decide};
-    pub use crate::projection::apply_all;
     pub use crate::projection::{ExportedProjection, ProjectionExport};
 }
