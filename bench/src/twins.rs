@@ -5,8 +5,8 @@
 //! boundary and nothing else.
 
 use refract::plugin::{
-    ApplyError, Command, Description, Event, HandlerDescription, NativeHandler, NativeProjection, NewEvent,
-    Rejection,
+    ApplyError, Batch, Command, Description, Event, EventRef, HandlerDescription, NativeHandler,
+    NativeProjection, NewEvent, Rejection,
 };
 
 fn to_sdk(e: &Event) -> refract_sdk::Event {
@@ -23,15 +23,15 @@ fn to_sdk(e: &Event) -> refract_sdk::Event {
 
 /// Refills `to` from `e`, reusing its strings: what the SDK does for each
 /// event of a packed batch inside the plugin.
-fn refill(to: &mut refract_sdk::Event, e: &Event) {
+fn refill(to: &mut refract_sdk::Event, e: &EventRef<'_>) {
     to.position = e.position;
     to.stream_version = e.stream_version;
     to.recorded_at = e.recorded_at;
     for (field, value) in [
-        (&mut to.stream_id, &e.stream_id),
-        (&mut to.event_type, &e.event_type),
-        (&mut to.data, &e.data),
-        (&mut to.metadata, &e.metadata),
+        (&mut to.stream_id, e.stream_id),
+        (&mut to.event_type, e.event_type),
+        (&mut to.data, e.data),
+        (&mut to.metadata, e.metadata),
     ] {
         field.clear();
         field.push_str(value);
@@ -47,9 +47,11 @@ impl NativeProjection for OrderSummaryTwin {
         Description { name: d.name, version: d.version, event_types: d.event_types, migrations: d.migrations }
     }
 
-    fn apply(&self, conn: &rusqlite::Connection, events: &[Event]) -> Result<(), ApplyError> {
-        let failed =
-            |message: String| ApplyError { position: events.first().map_or(0, |e| e.position), message };
+    fn apply(&self, conn: &rusqlite::Connection, events: &Batch) -> Result<(), ApplyError> {
+        let failed = |message: String| ApplyError {
+            position: events.positions().first().copied().unwrap_or(0),
+            message,
+        };
         // SAFETY: the wrapper shares the runner's open connection for this
         // call only. `from_handle` never closes the handle, and the wrapper
         // (with the statements it cached) is dropped before we return,
@@ -58,9 +60,9 @@ impl NativeProjection for OrderSummaryTwin {
             unsafe { rusqlite::Connection::from_handle(conn.handle()) }.map_err(|e| failed(e.to_string()))?;
         let db = refract_sdk::Db::from_connection(shared);
         let Some(first) = events.first() else { return Ok(()) };
-        let mut event = to_sdk(first);
-        for e in events {
-            refill(&mut event, e);
+        let mut event = to_sdk(&first.to_event());
+        for e in events.iter() {
+            refill(&mut event, &e);
             <order_summary::OrderSummary as refract_sdk::Projection>::apply(&db, &event)
                 .map_err(|err| ApplyError { position: e.position, message: err.message().to_owned() })?;
         }

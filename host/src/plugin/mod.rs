@@ -5,6 +5,7 @@
 //! runner instantiates it into its own store, with an empty WASI context, a
 //! memory cap and a time budget per call.
 
+mod batch;
 #[allow(unsafe_code, missing_docs, clippy::all)]
 mod bindings;
 mod engine;
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
+pub use batch::{Batch, EventRef};
 pub use bindings::exports::refract::plugin::decider::{
     Command, Description as HandlerDescription, NewEvent, Rejection,
 };

@@ -15,7 +15,7 @@ use super::store::{self, DeadLetter};
 use super::{Control, Shared};
 use crate::db;
 use crate::log::range_sql;
-use crate::plugin::{CallError, Event, ProjectionInstance, ProjectionPlugin, SqlSession};
+use crate::plugin::{Batch, CallError, Event, EventRef, ProjectionInstance, ProjectionPlugin, SqlSession};
 
 /// What a projection does with an event it cannot apply after its retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
@@ -158,7 +158,7 @@ impl Runner {
                 .map_err(|e| format!("cannot read the event log: {e}"))?;
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
-            let upto = if events.len() < limit { head } else { events.last().map_or(head, |e| e.position) };
+            let upto = if events.len() < limit { head } else { events.last_position().unwrap_or(head) };
             if !self.apply_with_retries(&mut w, &events, upto)? {
                 return Ok(());
             }
@@ -223,7 +223,7 @@ impl Runner {
 
     /// Applies one batch, retrying with backoff, then the error policy.
     /// False on shutdown.
-    fn apply_with_retries(&mut self, w: &mut Work, events: &[Event], upto: u64) -> Result<bool, String> {
+    fn apply_with_retries(&mut self, w: &mut Work, events: &Batch, upto: u64) -> Result<bool, String> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -243,7 +243,7 @@ impl Runner {
             self.shared.metrics.failures.inc();
             let failure = Failure {
                 message: err.message,
-                position: err.position.or(events.first().map(|e| e.position)),
+                position: err.position.or(events.positions().first().copied()),
                 attempts: attempt,
                 at: db::unix_ms(),
             };
@@ -267,7 +267,7 @@ impl Runner {
                 w.single_until = upto;
                 return Ok(true);
             }
-            let Some(event) = events.first() else { return Ok(true) };
+            let Some(event) = events.first().as_ref().map(EventRef::to_event) else { return Ok(true) };
             match self.policy {
                 ErrorPolicy::Pause => {
                     tracing::error!(
@@ -275,11 +275,11 @@ impl Runner {
                         position = event.position,
                         "stopped at an event after {attempt} failed attempts; resume to retry, skip to dead-letter it"
                     );
-                    w.stuck_at = Some(event.clone());
+                    w.stuck_at = Some(event);
                 }
                 ErrorPolicy::DeadLetter => {
                     let dead = DeadLetter {
-                        event,
+                        event: &event,
                         error: &failure.message,
                         plugin_hash: &self.plugin.hash,
                         attempts: attempt,
@@ -322,7 +322,7 @@ impl Runner {
     fn apply_batch(
         &self,
         mut inst: ProjectionInstance,
-        events: &[Event],
+        events: &Batch,
         checkpoint: Option<u64>,
         dead_letter: Option<u64>,
     ) -> Result<(ProjectionInstance, Result<(), BatchError>), String> {
@@ -372,7 +372,7 @@ impl Runner {
 
 pub(super) fn attempt(
     inst: &mut ProjectionInstance,
-    events: &[Event],
+    events: &Batch,
     checkpoint: Option<u64>,
     dead_letter: Option<u64>,
 ) -> Result<(), BatchError> {
@@ -416,7 +416,7 @@ pub(super) struct Reader {
     log: Connection,
     types: Option<String>,
     requests: std::sync::mpsc::SyncSender<Ask>,
-    answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Vec<Event>>)>,
+    answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Batch>)>,
     pending: Option<Ask>,
 }
 
@@ -456,7 +456,7 @@ impl Reader {
     /// At most `limit` events after `after` up to `upto`, of the
     /// projection's types — taken from the read already under way when it
     /// matches; then starts reading the batch after them.
-    pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> rusqlite::Result<Vec<Event>> {
+    pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> rusqlite::Result<Batch> {
         let wanted = Ask { after, upto, limit };
         let mut events = None;
         if let Some(ask) = self.pending.take()
@@ -474,9 +474,9 @@ impl Reader {
             None => read_batch(&self.log, wanted, self.types.as_deref())?,
         };
         if events.len() == limit
-            && let Some(last) = events.last()
+            && let Some(last) = events.last_position()
         {
-            let ask = Ask { after: last.position, upto, limit };
+            let ask = Ask { after: last, upto, limit };
             if self.requests.try_send(ask).is_ok() {
                 self.pending = Some(ask);
             }
@@ -485,29 +485,32 @@ impl Reader {
     }
 
     /// The event at `position`, whatever its type.
-    fn event_at(&self, position: u64) -> rusqlite::Result<Vec<Event>> {
+    fn event_at(&self, position: u64) -> rusqlite::Result<Batch> {
         read_batch(&self.log, Ask { after: position - 1, upto: position, limit: 1 }, None)
     }
 }
 
-fn read_batch(log: &Connection, ask: Ask, types: Option<&str>) -> rusqlite::Result<Vec<Event>> {
+fn read_batch(log: &Connection, ask: Ask, types: Option<&str>) -> rusqlite::Result<Batch> {
     let Ask { after, upto, limit } = ask;
     let sql = if types.is_some() { range_sql::OF_TYPES } else { range_sql::ALL };
     let mut stmt = log.prepare_cached(sql)?;
-    let map = |r: &rusqlite::Row<'_>| {
-        Ok(Event {
+    let mut rows = match types {
+        None => stmt.query(params![after, upto, limit as u64])?,
+        Some(t) => stmt.query(params![after, upto, limit as u64, t])?,
+    };
+    // Rows are packed as they are read: their strings are borrowed from
+    // SQLite and copied once, into the batch.
+    let mut batch = Batch::with_capacity(limit.min(4096), 0);
+    while let Some(r) = rows.next()? {
+        batch.push(EventRef {
             position: r.get(0)?,
-            stream_id: r.get(1)?,
+            stream_id: r.get_ref(1)?.as_str()?,
             stream_version: r.get(2)?,
-            event_type: r.get(3)?,
-            data: r.get(4)?,
-            metadata: r.get(5)?,
+            event_type: r.get_ref(3)?.as_str()?,
+            data: r.get_ref(4)?.as_str()?,
+            metadata: r.get_ref(5)?.as_str()?,
             recorded_at: r.get(6)?,
-        })
-    };
-    let rows = match types {
-        None => stmt.query_map(params![after, upto, limit as u64], map)?,
-        Some(t) => stmt.query_map(params![after, upto, limit as u64, t], map)?,
-    };
-    rows.collect()
+        });
+    }
+    Ok(batch)
 }

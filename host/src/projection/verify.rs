@@ -118,11 +118,11 @@ fn rebuild(
     let mut inst = plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
     let mut after = 0;
     while after < upto {
-        let mut events = reader
+        let events = reader
             .read(after, upto, batch_size.max(1))
             .map_err(|e| format!("cannot read the event log: {e}"))?;
-        let Some(last) = events.last().map(|e| e.position) else { break };
-        events.retain(|e| !skip.contains(&e.position));
+        let Some(last) = events.last_position() else { break };
+        let events = if skip.is_empty() { events } else { events.filtered(|e| !skip.contains(&e.position)) };
         runner::attempt(&mut inst, &events, Some(last), None).map_err(|e| match e.position {
             Some(p) => format!("the rebuild failed at position {p}: {}", e.message),
             None => format!("the rebuild failed in the batch after position {after}: {}", e.message),
