@@ -259,7 +259,8 @@ pub async fn row(
     };
     // `{"position":N,"row":{…}}`, the row spliced in as it was serialized.
     let mut body = Vec::with_capacity(row.len() + 40);
-    body.extend_from_slice(format!("{{\"position\":{position},\"row\":").as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(&mut body, format_args!("{{\"position\":{position},\"row\":"));
     body.extend_from_slice(&row);
     body.push(b'}');
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
