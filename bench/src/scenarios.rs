@@ -104,6 +104,7 @@ pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         .and_then(|v| v.parse().ok())
         .unwrap_or(size.pick(20_000, 1_000_000));
     let runs = size.pick(1, 5);
+    let batch = RunnerOptions::default().batch_size;
     let wasm = build_plugin("order-summary")?;
     let dir = tempfile::tempdir()?;
     rt.block_on(async {
@@ -112,11 +113,11 @@ pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         let (mut w, mut nat) = (Vec::new(), Vec::new());
         for run in 0..runs {
             let plugin = load_projection(&engine, &wasm)?;
-            let t = replay_once(&log, &log_path, dir.path().join(format!("w{run}")), plugin, 500).await?;
+            let t = replay_once(&log, &log_path, dir.path().join(format!("w{run}")), plugin, batch).await?;
             eprintln!("P1 run {}: wasm {:.3} s", run + 1, secs(t));
             w.push(t);
             let twin = ProjectionPlugin::native(Arc::new(OrderSummaryTwin));
-            let t = replay_once(&log, &log_path, dir.path().join(format!("n{run}")), twin, 500).await?;
+            let t = replay_once(&log, &log_path, dir.path().join(format!("n{run}")), twin, batch).await?;
             eprintln!("P1 run {}: native {:.3} s", run + 1, secs(t));
             nat.push(t);
         }
@@ -126,7 +127,7 @@ pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         let ratio = rw / rn;
         Ok(vec![Row::new(
             "P1",
-            format!("replay {} events from position 1, batch 500", thousands(n as f64)),
+            format!("replay {} events from position 1, batch {batch} (the default)", thousands(n as f64)),
             format!("{} events/s ({:.2} s)", thousands(rw), secs(w)),
             format!("native twin: {} events/s ({:.2} s)", thousands(rn), secs(nat)),
             Some(ratio),
@@ -161,11 +162,15 @@ pub fn p1b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
             sizes.iter().zip(times).map(|(b, t)| format!("{b}: {}", thousands(rate(n, median(t))))).collect();
         Ok(vec![Row::new(
             "P1b",
-            format!("replay {} events by batch size (events/s)", thousands(n as f64)),
+            format!(
+                "replay {} events by batch size (events/s; the default is {})",
+                thousands(n as f64),
+                RunnerOptions::default().batch_size
+            ),
             curve.join(" · "),
             "—".into(),
             None,
-            "show the curve; default 500",
+            "show the curve; pick the default from it",
             None,
         )])
     })
@@ -601,6 +606,7 @@ pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     let wasm = build_plugin("order-summary")?;
     let engine = PluginEngine::new(SandboxLimits::default(), None)?;
     let runs = size.pick(1, 3);
+    let batch = RunnerOptions::default().batch_size;
     let mut times = Vec::new();
     for n in sizes {
         let dir = tempfile::tempdir()?;
@@ -609,7 +615,9 @@ pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
             let mut t = Vec::new();
             for run in 0..runs {
                 let plugin = load_projection(&engine, &wasm)?;
-                t.push(replay_once(&log, &log_path, dir.path().join(format!("p{run}")), plugin, 500).await?);
+                t.push(
+                    replay_once(&log, &log_path, dir.path().join(format!("p{run}")), plugin, batch).await?,
+                );
                 eprintln!("P5b run {}: {n} events replayed in {:.3} s", run + 1, secs(t[run]));
             }
             log.close();

@@ -71,7 +71,8 @@ pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<(
 /// checkpoint: SQLite's own auto-checkpoint threshold.
 const WAL_THREAD_FRAMES: std::ffi::c_int = 1000;
 /// WAL frames after which the committing connection checkpoints itself,
-/// so the log stays bounded (about 64 MiB with 4 KiB pages) even when the
+/// so the log stays bounded (about 64 MiB with 4 KiB pages, plus what is
+/// committed while a background checkpoint is still running) even when the
 /// WAL thread never catches up with a writer that keeps committing.
 const WAL_INLINE_FRAMES: std::ffi::c_int = 16_384;
 
@@ -232,14 +233,17 @@ mod tests {
             .unwrap();
         let mut conn = open_rw(&path, Synchronous::Normal).unwrap();
         let wal = WalThread::start(&mut conn, &path, "test").unwrap();
-        // About twice the inline bound in frames, one small commit at a time:
+        // Three times the inline bound in frames, one small commit at a time:
         // without checkpoints the log would hold all of it.
-        let commits = 2 * WAL_INLINE_FRAMES as usize;
+        let commits = 3 * WAL_INLINE_FRAMES as usize;
         for _ in 0..commits {
             conn.execute("INSERT INTO t VALUES (zeroblob(400))", []).unwrap();
         }
         let wal_bytes = std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
-        let bound = (WAL_INLINE_FRAMES as u64 + 1000) * (512 + 24);
+        // The inline bound, plus what the writer adds while a background
+        // checkpoint it cannot interrupt is still running (more when the
+        // machine is busy): well under the three times it would be.
+        let bound = (WAL_INLINE_FRAMES as u64 * 3 / 2) * (512 + 24);
         assert!(wal_bytes <= bound, "the WAL grew to {wal_bytes} bytes (bound {bound})");
         drop(conn);
         drop(wal);

@@ -123,7 +123,7 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     sync: Synchronous,
     /// Events per projection batch (one transaction each).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     batch_size: usize,
     /// Wall-clock budget of one plugin call, in milliseconds.
     #[arg(long, default_value_t = 10_000)]

@@ -41,7 +41,7 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self { batch_size: 500, max_attempts: 5, backoff: Duration::from_millis(100) }
+        Self { batch_size: 1000, max_attempts: 5, backoff: Duration::from_millis(100) }
     }
 }
 
