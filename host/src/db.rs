@@ -70,8 +70,8 @@ pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<(
 /// WAL frames (pages) after which a commit asks the WAL thread for a
 /// checkpoint: 32 MiB with 4 KiB pages, eight times SQLite's own
 /// threshold. Fewer, larger checkpoints copy a page that many batches
-/// changed once instead of once per checkpoint; a 5M-event replay took
-/// 19–21 s instead of 23–26 s (P5b in BENCHMARKS.md).
+/// changed once instead of once per checkpoint (measurements: P5b in
+/// `bench/ANALYSIS.md`).
 const WAL_THREAD_FRAMES: std::ffi::c_int = 8000;
 /// WAL frames after which the committing connection checkpoints itself,
 /// so the log stays bounded (about 64 MiB with 4 KiB pages, plus what is
