@@ -268,6 +268,9 @@ impl EventLog {
     /// Stops accepting appends and waits for the writer to finish what it
     /// has queued.
     pub fn close(&self) {
+        // Read-only connections close first: SQLite removes the WAL when the
+        // last connection closes, and only a writable one can.
+        self.inner.readers.clear();
         self.inner.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = w.join();
@@ -385,5 +388,31 @@ mod depth_tests {
         let wide = format!("[{}]", vec!["[]"; 500].join(","));
         assert!(!too_deep(&wide));
         assert!(!too_deep(&format!("{{\"a\":\"{}\"}}", "[".repeat(500))));
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn closing_after_reads_leaves_no_wal_behind() {
+        let dir = std::env::temp_dir().join(format!("refract-log-close-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        let log = EventLog::open(&path, LogOptions::default()).unwrap();
+        let event = NewEvent {
+            event_type: "A".into(),
+            data: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            metadata: None,
+        };
+        log.append("s", ExpectedVersion::Any, vec![event]).await.unwrap();
+        // A read leaves an idle read-only connection in the pool.
+        assert_eq!(log.read_stream("s".into(), 1, 10).await.unwrap().map(|e| e.len()), Some(1));
+        log.close();
+        let wal = dir.join("events.db-wal");
+        assert!(!wal.exists(), "the WAL outlived a clean close");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -93,6 +93,9 @@ struct Generation {
 
 impl Generation {
     fn stop(&self) {
+        // Read-only connections close first: SQLite removes the WAL when the
+        // last connection closes, and only a writable one can.
+        self.readers.clear();
         self.shutdown.send_replace(true);
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
