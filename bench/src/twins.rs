@@ -48,10 +48,7 @@ impl NativeProjection for OrderSummaryTwin {
     }
 
     fn apply(&self, conn: &rusqlite::Connection, events: &Batch) -> Result<(), ApplyError> {
-        let failed = |message: String| ApplyError {
-            position: events.positions().first().copied().unwrap_or(0),
-            message,
-        };
+        let failed = |message: String| ApplyError { position: events.first_position().unwrap_or(0), message };
         // SAFETY: the wrapper shares the runner's open connection for this
         // call only. `from_handle` never closes the handle, and the wrapper
         // (with the statements it cached) is dropped before we return,

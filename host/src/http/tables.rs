@@ -3,6 +3,7 @@
 //! writes and ATTACH.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,7 +261,7 @@ pub async fn row(
     // `{"position":N,"row":{…}}`, the row spliced in as it was serialized.
     let mut body = Vec::with_capacity(row.len() + 40);
     // Writing into a Vec cannot fail.
-    let _ = std::io::Write::write_fmt(&mut body, format_args!("{{\"position\":{position},\"row\":"));
+    let _ = write!(body, "{{\"position\":{position},\"row\":");
     body.extend_from_slice(&row);
     body.push(b'}');
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())

@@ -92,6 +92,11 @@ impl Batch {
         &self.0.positions
     }
 
+    /// The position of the first event.
+    pub fn first_position(&self) -> Option<u64> {
+        self.0.positions.first().copied()
+    }
+
     /// The position of the last event.
     pub fn last_position(&self) -> Option<u64> {
         self.0.positions.last().copied()

@@ -243,7 +243,7 @@ impl Runner {
             self.shared.metrics.failures.inc();
             let failure = Failure {
                 message: err.message,
-                position: err.position.or(events.positions().first().copied()),
+                position: err.position.or(events.first_position()),
                 attempts: attempt,
                 at: db::unix_ms(),
             };
@@ -267,7 +267,7 @@ impl Runner {
                 w.single_until = upto;
                 return Ok(true);
             }
-            let Some(event) = events.first().as_ref().map(EventRef::to_event) else { return Ok(true) };
+            let Some(event) = events.first().map(|e| e.to_event()) else { return Ok(true) };
             match self.policy {
                 ErrorPolicy::Pause => {
                     tracing::error!(
