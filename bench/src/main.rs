@@ -5,6 +5,7 @@
 //! BENCHMARKS.md; `-- p1` (…) runs one; `--quick` runs small sizes, to check
 //! that the benchmarks still work (CI does), not to measure.
 
+mod load;
 mod report;
 mod scenarios;
 mod sys;

@@ -61,7 +61,8 @@ pub fn markdown(rows: &[Row], machine: &str, command: &str, analysis: &str) -> S
          - Machine: {machine}\n\
          - Command: `{command}`\n\
          - Method: variants with a baseline run interleaved in one process, median of the repetitions \
-         (5 unless the scenario says otherwise); ratios are refract ÷ baseline, so above 1 is faster \
+         (5 unless the scenario says otherwise); ratios are refract ÷ baseline, so above 1 is faster, \
+         taken per repetition (each pair measured back to back) and their median reported \
          (for P5b: time growth against log growth). The machine is shared: read the ratios first.\n\n\
          {}\n{analysis}",
         table(rows)

@@ -1,0 +1,169 @@
+//! The HTTP load generator: keep-alive HTTP/1.1 connections driven from one
+//! thread by a single-threaded Tokio runtime (hyper's client). The load
+//! shares the two cores with the server it measures, so it must cost little:
+//! one thread instead of one per connection means no thread wake-up per
+//! request on the client's side, and requests are built before the clock
+//! starts.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// One request: a path with its query, and a JSON body to POST (or none, to
+/// GET).
+pub struct Request {
+    pub path: String,
+    pub body: Option<Bytes>,
+}
+
+impl Request {
+    pub fn post(path: String, body: &serde_json::Value) -> Request {
+        Request { path, body: Some(Bytes::from(body.to_string())) }
+    }
+}
+
+/// Runs `f` on a single-threaded runtime of its own, on a thread of its
+/// own (the caller may be inside another runtime).
+fn on_client_thread<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<T>>>> + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(f())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
+/// `http://host:port` → `host:port`.
+fn authority(base: &str) -> anyhow::Result<String> {
+    let a = base.strip_prefix("http://").with_context(|| format!("not an http:// address: {base}"))?;
+    Ok(a.trim_end_matches('/').to_owned())
+}
+
+async fn connect(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and reads the whole answer; an error unless it is a
+/// success.
+async fn send(sender: &mut SendRequest<Full<Bytes>>, authority: &str, r: &Request) -> anyhow::Result<()> {
+    sender.ready().await?;
+    let builder = hyper::Request::builder().uri(r.path.as_str()).header(hyper::header::HOST, authority);
+    let req = match &r.body {
+        Some(b) => builder
+            .method(hyper::Method::POST)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(b.clone()))?,
+        None => builder.body(Full::new(Bytes::new()))?,
+    };
+    let res = sender.send_request(req).await?;
+    let status = res.status();
+    let body = res.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{} {}: {status} {}",
+        if r.body.is_some() { "POST" } else { "GET" },
+        r.path,
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+/// Sends every connection's requests in order on a connection of its own,
+/// all connections at once; the wall time from the first request to the
+/// last answer (connections are opened before the clock starts).
+pub fn send_all(base: &str, per_connection: Vec<Vec<Request>>) -> anyhow::Result<Duration> {
+    let authority = authority(base)?;
+    on_client_thread(move || {
+        Box::pin(async move {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async move {
+                    let mut senders = Vec::with_capacity(per_connection.len());
+                    for _ in &per_connection {
+                        senders.push(connect(&authority).await?);
+                    }
+                    let start = Instant::now();
+                    let tasks: Vec<_> = senders
+                        .into_iter()
+                        .zip(per_connection)
+                        .map(|(mut sender, requests)| {
+                            let authority = authority.clone();
+                            tokio::task::spawn_local(async move {
+                                for r in &requests {
+                                    send(&mut sender, &authority, r).await?;
+                                }
+                                anyhow::Ok(())
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await??;
+                    }
+                    Ok(start.elapsed())
+                })
+                .await
+        })
+    })
+}
+
+/// GETs `path_of(i)` on `connections` connections for `d`, each with its
+/// own run of `i`; the latency of every answered request.
+pub fn get_for(
+    base: &str,
+    connections: usize,
+    d: Duration,
+    path_of: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> anyhow::Result<Vec<Duration>> {
+    let authority = authority(base)?;
+    on_client_thread(move || {
+        Box::pin(async move {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async move {
+                    let mut senders = Vec::with_capacity(connections);
+                    for _ in 0..connections {
+                        senders.push(connect(&authority).await?);
+                    }
+                    let end = Instant::now() + d;
+                    let tasks: Vec<_> = senders
+                        .into_iter()
+                        .enumerate()
+                        .map(|(c, mut sender)| {
+                            let (authority, path_of) = (authority.clone(), path_of.clone());
+                            tokio::task::spawn_local(async move {
+                                let mut lats = Vec::new();
+                                let mut i = c * 7919;
+                                while Instant::now() < end {
+                                    i += 1;
+                                    let r = Request { path: path_of(i), body: None };
+                                    let t = Instant::now();
+                                    send(&mut sender, &authority, &r).await?;
+                                    lats.push(t.elapsed());
+                                }
+                                anyhow::Ok(lats)
+                            })
+                        })
+                        .collect();
+                    let mut all = Vec::new();
+                    for t in tasks {
+                        all.extend(t.await??);
+                    }
+                    Ok(all)
+                })
+                .await
+        })
+    })
+}
