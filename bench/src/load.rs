@@ -27,19 +27,6 @@ impl Request {
     }
 }
 
-/// Runs `f` on a single-threaded runtime of its own, on a thread of its
-/// own (the caller may be inside another runtime).
-fn on_client_thread<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<T>>>> + Send + 'static,
-) -> anyhow::Result<T> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(f())
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
-}
-
 /// `http://host:port` → `host:port`.
 fn authority(base: &str) -> anyhow::Result<String> {
     let a = base.strip_prefix("http://").with_context(|| format!("not an http:// address: {base}"))?;
@@ -81,41 +68,53 @@ async fn send(sender: &mut SendRequest<Full<Bytes>>, authority: &str, r: &Reques
     Ok(())
 }
 
+/// Opens `count` connections to `base`, then runs `f` with them (and the
+/// address, for the `Host` header) on a single-threaded runtime of its own,
+/// on a thread of its own (the caller may be inside another runtime).
+fn with_connections<T, F, Fut>(base: &str, count: usize, f: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(String, Vec<SendRequest<Full<Bytes>>>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + 'static,
+{
+    let authority = authority(base)?;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tokio::task::LocalSet::new().block_on(&rt, async move {
+            let mut senders = Vec::with_capacity(count);
+            for _ in 0..count {
+                senders.push(connect(&authority).await?);
+            }
+            f(authority, senders).await
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
 /// Sends every connection's requests in order on a connection of its own,
 /// all connections at once; the wall time from the first request to the
 /// last answer (connections are opened before the clock starts).
 pub fn send_all(base: &str, per_connection: Vec<Vec<Request>>) -> anyhow::Result<Duration> {
-    let authority = authority(base)?;
-    on_client_thread(move || {
-        Box::pin(async move {
-            let local = tokio::task::LocalSet::new();
-            local
-                .run_until(async move {
-                    let mut senders = Vec::with_capacity(per_connection.len());
-                    for _ in &per_connection {
-                        senders.push(connect(&authority).await?);
+    with_connections(base, per_connection.len(), move |authority, senders| async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = senders
+            .into_iter()
+            .zip(per_connection)
+            .map(|(mut sender, requests)| {
+                let authority = authority.clone();
+                tokio::task::spawn_local(async move {
+                    for r in &requests {
+                        send(&mut sender, &authority, r).await?;
                     }
-                    let start = Instant::now();
-                    let tasks: Vec<_> = senders
-                        .into_iter()
-                        .zip(per_connection)
-                        .map(|(mut sender, requests)| {
-                            let authority = authority.clone();
-                            tokio::task::spawn_local(async move {
-                                for r in &requests {
-                                    send(&mut sender, &authority, r).await?;
-                                }
-                                anyhow::Ok(())
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await??;
-                    }
-                    Ok(start.elapsed())
+                    anyhow::Ok(())
                 })
-                .await
-        })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        Ok(start.elapsed())
     })
 }
 
@@ -127,43 +126,31 @@ pub fn get_for(
     d: Duration,
     path_of: impl Fn(usize) -> String + Clone + Send + 'static,
 ) -> anyhow::Result<Vec<Duration>> {
-    let authority = authority(base)?;
-    on_client_thread(move || {
-        Box::pin(async move {
-            let local = tokio::task::LocalSet::new();
-            local
-                .run_until(async move {
-                    let mut senders = Vec::with_capacity(connections);
-                    for _ in 0..connections {
-                        senders.push(connect(&authority).await?);
+    with_connections(base, connections, move |authority, senders| async move {
+        let end = Instant::now() + d;
+        let tasks: Vec<_> = senders
+            .into_iter()
+            .enumerate()
+            .map(|(c, mut sender)| {
+                let (authority, path_of) = (authority.clone(), path_of.clone());
+                tokio::task::spawn_local(async move {
+                    let mut lats = Vec::new();
+                    let mut i = c * 7919;
+                    while Instant::now() < end {
+                        i += 1;
+                        let r = Request { path: path_of(i), body: None };
+                        let t = Instant::now();
+                        send(&mut sender, &authority, &r).await?;
+                        lats.push(t.elapsed());
                     }
-                    let end = Instant::now() + d;
-                    let tasks: Vec<_> = senders
-                        .into_iter()
-                        .enumerate()
-                        .map(|(c, mut sender)| {
-                            let (authority, path_of) = (authority.clone(), path_of.clone());
-                            tokio::task::spawn_local(async move {
-                                let mut lats = Vec::new();
-                                let mut i = c * 7919;
-                                while Instant::now() < end {
-                                    i += 1;
-                                    let r = Request { path: path_of(i), body: None };
-                                    let t = Instant::now();
-                                    send(&mut sender, &authority, &r).await?;
-                                    lats.push(t.elapsed());
-                                }
-                                anyhow::Ok(lats)
-                            })
-                        })
-                        .collect();
-                    let mut all = Vec::new();
-                    for t in tasks {
-                        all.extend(t.await??);
-                    }
-                    Ok(all)
+                    anyhow::Ok(lats)
                 })
-                .await
-        })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        Ok(all)
     })
 }
