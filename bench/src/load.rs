@@ -1,9 +1,9 @@
 //! The HTTP load generator: keep-alive HTTP/1.1 connections driven from one
 //! thread by a single-threaded Tokio runtime (hyper's client). The load
 //! shares the two cores with the server it measures, so it must cost little:
-//! one thread instead of one per connection means no thread wake-up per
-//! request on the client's side, and requests are built before the clock
-//! starts.
+//! one thread instead of one per connection means the client's side no
+//! longer wakes a thread for every answer, and requests are built before the
+//! clock starts.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

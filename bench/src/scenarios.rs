@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use crate::load::{self, Request};
 use crate::report::Row;
 use crate::twins::{OrderSummaryTwin, OrdersTwin};
-use crate::workload::{Server, build_plugin, median, paired_ratio, percentile, raw, secs, write_orders};
+use crate::workload::{
+    Server, build_plugin, median, median_f64, paired_ratio, percentile, raw, secs, write_orders,
+};
 
 /// Sizes: the full run, or a quick check that everything still works.
 #[derive(Debug, Clone, Copy)]
@@ -419,7 +421,7 @@ pub fn p3(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
             c.push(answered.len() as f64);
             l.extend(answered);
         }
-        let n: Vec<usize> = lats.iter().map(Vec::len).collect();
+        let n: Vec<f64> = counts.iter().map(|c| c[run]).collect();
         eprintln!(
             "P3 run {}: refract {} requests, without the row cache {}, static {}",
             run + 1,
@@ -448,11 +450,7 @@ pub fn p3(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         );
         (p99, text)
     };
-    let per_run = |c: &[f64]| {
-        let mut r: Vec<f64> = c.iter().zip(&counts[2]).map(|(o, s)| o / s).collect();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    };
+    let per_run = |c: &[f64]| median_f64(c.iter().zip(&counts[2]).map(|(o, s)| o / s).collect());
     let (ratio, bare_ratio) = (per_run(&counts[0]), per_run(&counts[1]));
     let (p99, text) = measured(ours);
     let (_, bare_text) = measured(bare);

@@ -111,9 +111,12 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 /// pair measured back to back): the median of `base[i] / ours[i]`, so a
 /// drift of the machine's speed across the run cancels out.
 pub fn paired_ratio(ours: &[Duration], base: &[Duration]) -> f64 {
-    let mut r: Vec<f64> = ours.iter().zip(base).map(|(o, b)| b.as_secs_f64() / o.as_secs_f64()).collect();
-    r.sort_by(f64::total_cmp);
-    r[r.len() / 2]
+    median_f64(ours.iter().zip(base).map(|(o, b)| b.as_secs_f64() / o.as_secs_f64()).collect())
+}
+
+pub fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// The `p`-th percentile (0–100) of `v`.
