@@ -114,6 +114,7 @@ pub fn paired_ratio(ours: &[Duration], base: &[Duration]) -> f64 {
     median_f64(ours.iter().zip(base).map(|(o, b)| b.as_secs_f64() / o.as_secs_f64()).collect())
 }
 
+/// The median of ratios (or any numbers), as [`median`] is of durations.
 pub fn median_f64(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

@@ -177,7 +177,9 @@ impl ReadPool {
         &self.inner.path
     }
 
-    /// Closes the idle connections (before the file is replaced).
+    /// Closes the idle connections: before the file is replaced, and on
+    /// shutdown before the writer closes — SQLite removes the WAL when the
+    /// last connection to the database closes, and only a writable one can.
     pub fn clear(&self) {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

@@ -268,8 +268,8 @@ impl EventLog {
     /// Stops accepting appends and waits for the writer to finish what it
     /// has queued.
     pub fn close(&self) {
-        // Read-only connections close first: SQLite removes the WAL when the
-        // last connection closes, and only a writable one can.
+        // Read-only connections close first, so the writer's close removes
+        // the WAL (see `ReadPool::clear`).
         self.inner.readers.clear();
         self.inner.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {

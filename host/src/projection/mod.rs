@@ -93,8 +93,8 @@ struct Generation {
 
 impl Generation {
     fn stop(&self) {
-        // Read-only connections close first: SQLite removes the WAL when the
-        // last connection closes, and only a writable one can.
+        // Read-only connections close first, so the writer's close removes
+        // the WAL (see `ReadPool::clear`).
         self.readers.clear();
         self.shutdown.send_replace(true);
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
