@@ -151,7 +151,7 @@ pub fn p1b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     // The larger batches replay in well under a second, where the machine's
     // noise is largest, so they get more repetitions; batch 1 takes ~10 s.
     let runs = size.pick(1, 7);
-    let runs_of = |b: usize| if b < 100 { runs.min(3) } else { runs };
+    let runs_of = |b: usize| if b < 100 { runs.min(5) } else { runs };
     let wasm = build_plugin("order-summary")?;
     let dir = tempfile::tempdir()?;
     rt.block_on(async {
@@ -324,9 +324,9 @@ pub fn p2(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
 
 fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
     let clients = 64;
-    let per_client = size.pick(5, 100);
+    let per_client = size.pick(5, 300);
     let single = size.pick(100, 2000);
-    let runs = size.pick(1, 3);
+    let runs = size.pick(1, 5);
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let dir = tempfile::tempdir()?;
@@ -369,8 +369,8 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
 /// P3: reading a row by key against a static handler with the same bytes.
 pub fn p3(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
     let orders = size.pick(2_000u64, 10_000);
-    let d = Duration::from_secs(size.pick(1, 5));
-    let runs = size.pick(1, 3);
+    let d = Duration::from_secs(size.pick(1, 3));
+    let runs = size.pick(1, 5);
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -598,7 +598,7 @@ pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     let sizes = size.pick([2_000u64, 20_000, 100_000], [100_000, 1_000_000, 5_000_000]);
     let wasm = build_plugin("order-summary")?;
     let engine = PluginEngine::new(SandboxLimits::default(), None)?;
-    let runs = size.pick(1, 3);
+    let runs = size.pick(1, 5);
     let batch = RunnerOptions::default().batch_size;
     let dir = tempfile::tempdir()?;
     // Every log first, then each repetition replays all three sizes back to
@@ -788,7 +788,7 @@ pub fn p7(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
 /// version serving, on a log of `n` events.
 pub fn reload(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
     let n = size.pick(10_000, 100_000);
-    let runs = size.pick(1, 3);
+    let runs = size.pick(1, 5);
     let v1 = build_plugin("order-summary")?;
     let v2 = build_plugin("order-summary-v2")?;
     let dir = tempfile::tempdir()?;
