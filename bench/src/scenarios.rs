@@ -416,10 +416,11 @@ pub fn p3(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
     // Requests answered in each run, by variant (for the ratios per run).
     let mut counts: [Vec<f64>; 3] = Default::default();
     for run in 0..runs {
-        for ((base, l), c) in bases.iter().zip(&mut lats).zip(&mut counts) {
-            let answered = load::get_for(base, 16, d, path)?;
-            c.push(answered.len() as f64);
-            l.extend(answered);
+        // Which variant goes first rotates, as in P1.
+        for v in (0..bases.len()).map(|i| (i + run) % bases.len()) {
+            let answered = load::get_for(bases[v], 16, d, path)?;
+            counts[v].push(answered.len() as f64);
+            lats[v].extend(answered);
         }
         let n: Vec<f64> = counts.iter().map(|c| c[run]).collect();
         eprintln!(

@@ -131,6 +131,12 @@ struct ServeArgs {
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: usize,
+    /// Plugin instances alive at once, preallocated as a pool: a quarter
+    /// for commands (more wait), the rest for projections (one each, two
+    /// while a new version rebuilds). 0 allocates every instance on its
+    /// own, without a bound.
+    #[arg(long, default_value_t = 1000, value_parser = parse_max_instances)]
+    max_instances: u32,
     /// Attempts at a failing batch before the projection is marked failed.
     #[arg(long, default_value_t = 5)]
     max_attempts: u32,
@@ -168,6 +174,13 @@ struct ServeArgs {
     no_row_cache: bool,
 }
 
+fn parse_max_instances(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>().map_err(|e| e.to_string())? {
+        1 => Err("0 (no pool) or at least 2: one instance for commands, one for a projection".into()),
+        n => Ok(n),
+    }
+}
+
 fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
     let (name, policy) = s.split_once('=').ok_or("expected NAME=POLICY")?;
     let policy = <ErrorPolicy as clap::ValueEnum>::from_str(policy, true)
@@ -184,6 +197,7 @@ impl ServeArgs {
         c.runner.max_attempts = self.max_attempts.max(1);
         c.sandbox.call_timeout = Duration::from_millis(self.call_timeout_ms.max(1));
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
+        c.sandbox.max_instances = self.max_instances;
         c.http.max_body_bytes = self.max_body;
         c.default_policy = self.error_policy;
         c.policies = self.policies.iter().cloned().collect();
@@ -263,4 +277,17 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_max_instances;
+
+    #[test]
+    fn a_pool_of_one_instance_is_refused_with_the_reason() {
+        assert!(parse_max_instances("1").unwrap_err().contains("at least 2"));
+        assert_eq!(parse_max_instances("0"), Ok(0));
+        assert_eq!(parse_max_instances("2"), Ok(2));
+        assert!(parse_max_instances("-3").is_err());
+    }
 }

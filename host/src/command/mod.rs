@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::log::{AppendError, EventLog, ExpectedVersion, Idempotency, NewEvent, RecordedEvent};
-use crate::plugin::{CallError, Command, Event, HandlerPlugin};
+use crate::plugin::{Command, Event, HandlerPlugin};
 
 /// Most attempts at one command when other writers keep changing its stream.
 pub const MAX_ATTEMPTS: u32 = 50;
@@ -215,13 +215,20 @@ pub async fn execute(
             history.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
         let history: Vec<Event> = history.into_iter().map(to_plugin_event).collect();
         let (p, c) = (plugin.clone(), command.clone());
-        let decided = tokio::task::spawn_blocking(move || p.handle(&c, &history))
-            .await
-            .map_err(|e| CommandError::PluginFailed { plugin: handler.to_owned(), message: e.to_string() })?;
+        // Held by the blocking task, so the instance's slot is counted
+        // until it is gone even if this request is dropped meanwhile.
+        let slot = plugin.instance_slot().await;
+        let decided = tokio::task::spawn_blocking(move || {
+            let decided = p.handle(&c, &history);
+            drop(slot);
+            decided
+        })
+        .await
+        .map_err(|e| CommandError::PluginFailed { plugin: handler.to_owned(), message: e.to_string() })?;
         let new_events = match decided {
             Ok(Ok(events)) => events,
             Ok(Err(r)) => return Err(CommandError::Rejected { code: r.code, message: r.message }),
-            Err(e @ (CallError::Timeout(_) | CallError::Trap(_))) => {
+            Err(e) => {
                 return Err(CommandError::PluginFailed {
                     plugin: handler.to_owned(),
                     message: e.to_string(),

@@ -68,6 +68,16 @@ impl HandlerPlugin {
         }
     }
 
+    /// Waits until the pool has an instance for a command (see
+    /// [`super::SandboxLimits::max_instances`]); the returned permit keeps
+    /// it until dropped. `None` when there is nothing to wait for.
+    pub async fn instance_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.code {
+            Code::Wasm { engine, .. } => engine.command_slot().await,
+            Code::Native(_) => None,
+        }
+    }
+
     /// Decides on `command` given `history`, in a fresh sandboxed instance.
     /// The outer error is a sandbox failure (trap, timeout); the inner one
     /// the handler's rejection.

@@ -46,11 +46,47 @@ pub struct SandboxLimits {
     pub call_timeout: Duration,
     /// Largest linear memory a plugin may grow to, in bytes.
     pub memory_bytes: usize,
+    /// Plugin instances alive at once, from a pool allocated up front; 0
+    /// allocates each instance on its own, without a bound. A quarter of
+    /// the pool (at least one) is kept for commands, which wait for a free
+    /// instance; the rest serves projections, one instance each while
+    /// running (two while a new version rebuilds beside the old, one more
+    /// while it loads or verifies).
+    pub max_instances: u32,
 }
 
 impl Default for SandboxLimits {
     fn default() -> Self {
-        Self { call_timeout: Duration::from_secs(10), memory_bytes: 256 << 20 }
+        Self { call_timeout: Duration::from_secs(10), memory_bytes: 256 << 20, max_instances: 1000 }
+    }
+}
+
+impl SandboxLimits {
+    /// Instances of the pool kept for commands.
+    fn command_instances(&self) -> u32 {
+        (self.max_instances / 4).max(1)
+    }
+}
+
+/// How many pooled instances are in use, by kind (see
+/// [`SandboxLimits::max_instances`]).
+struct Slots {
+    /// One permit per instance commands may use at once.
+    commands: Arc<tokio::sync::Semaphore>,
+    /// Projection instances alive.
+    projections: std::sync::atomic::AtomicU32,
+    /// The most projection instances alive at once.
+    max_projections: u32,
+    /// The pool's size.
+    total: u32,
+}
+
+/// A pooled instance held by a projection; given back when dropped.
+pub(super) struct ProjectionSlot(Arc<Slots>);
+
+impl Drop for ProjectionSlot {
+    fn drop(&mut self) {
+        self.0.projections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -91,6 +127,9 @@ pub enum CallError {
     /// The plugin trapped (panic, out-of-bounds access, memory limit, ...).
     #[error("trapped: {0}")]
     Trap(String),
+    /// No instance could be created: every pooled one is in use.
+    #[error("no free plugin instance: {0}")]
+    NoInstance(String),
 }
 
 /// A loaded plugin of either kind.
@@ -108,6 +147,8 @@ pub struct PluginEngine {
     projection_linker: Arc<Linker<PluginState>>,
     handler_linker: Arc<Linker<PluginState>>,
     limits: SandboxLimits,
+    /// With a pool: what of it is in use.
+    slots: Option<Arc<Slots>>,
 }
 
 impl PluginEngine {
@@ -117,7 +158,7 @@ impl PluginEngine {
     pub fn new(limits: SandboxLimits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
         use bindings::refract::plugin::{log, types};
         use wasmtime::component::HasSelf;
-        let engine = engine::new_engine(cache_dir)?;
+        let engine = engine::new_engine(cache_dir, &limits)?;
         let mut projection = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut projection)?;
         bindings::Plugins::add_to_linker::<_, HasSelf<PluginState>>(&mut projection, |s| s)?;
@@ -130,7 +171,41 @@ impl PluginEngine {
             projection_linker: Arc::new(projection),
             handler_linker: Arc::new(handler),
             limits,
+            slots: (limits.max_instances > 0).then(|| {
+                let commands = limits.command_instances();
+                Arc::new(Slots {
+                    commands: Arc::new(tokio::sync::Semaphore::new(commands as usize)),
+                    projections: 0.into(),
+                    max_projections: limits.max_instances - commands.min(limits.max_instances),
+                    total: limits.max_instances,
+                })
+            }),
         })
+    }
+
+    /// Takes one of the pool's instances for a projection, or says why
+    /// none is left. Without a pool there is nothing to count.
+    fn projection_slot(&self) -> Result<Option<ProjectionSlot>, CallError> {
+        use std::sync::atomic::Ordering;
+        let Some(slots) = &self.slots else { return Ok(None) };
+        let taken = slots.projections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < slots.max_projections).then_some(n + 1)
+        });
+        match taken {
+            Ok(_) => Ok(Some(ProjectionSlot(slots.clone()))),
+            Err(_) => Err(CallError::NoInstance(format!(
+                "all {} instances for projections are in use (the pool has {}, a quarter kept for \
+                 commands); raise --max-instances",
+                slots.max_projections, slots.total
+            ))),
+        }
+    }
+
+    /// Waits until a command may take one of the pool's instances; hold
+    /// the permit while the instance lives.
+    async fn command_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = self.slots.as_ref()?;
+        slots.commands.clone().acquire_owned().await.ok()
     }
 
     /// The limits every call runs under.
@@ -242,6 +317,9 @@ fn hex(bytes: &[u8]) -> String {
 fn call_error(e: wasmtime::Error, timeout: Duration) -> CallError {
     if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
         return CallError::Timeout(timeout);
+    }
+    if let Some(limit) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::NoInstance(format!("{limit}; raise --max-instances"));
     }
     // The cause without the (long) backtrace, and where it happened.
     let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>();

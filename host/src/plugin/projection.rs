@@ -15,7 +15,7 @@ use wasmtime::component::InstancePre;
 
 use super::batch::Batch;
 use super::bindings::exports::refract::plugin::projector::{self, ApplyError, Description};
-use super::{CallError, PluginEngine, PluginState, SqlSession, call_error, engine};
+use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, call_error, engine};
 
 /// A projection compiled into the host: the same contract as the WIT
 /// `projector` interface, called directly.
@@ -58,11 +58,12 @@ impl ProjectionPlugin {
     pub fn instantiate(&self, sql: Option<SqlSession>) -> Result<ProjectionInstance, CallError> {
         match &self.code {
             Code::Wasm { engine, pre, indices } => {
+                let slot = engine.projection_slot()?;
                 let mut store = engine.store(&self.description.name, sql);
                 let timeout = engine.limits.call_timeout;
                 let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
                 let guest = indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
-                Ok(ProjectionInstance(Instance::Wasm { store, guest, timeout }))
+                Ok(ProjectionInstance(Instance::Wasm { store, guest, timeout, _slot: slot }))
             }
             Code::Native(imp) => Ok(ProjectionInstance(Instance::Native { imp: imp.clone(), sql })),
         }
@@ -73,15 +74,24 @@ impl ProjectionPlugin {
 pub struct ProjectionInstance(Instance);
 
 enum Instance {
-    Wasm { store: Store<PluginState>, guest: projector::Guest, timeout: Duration },
-    Native { imp: Arc<dyn NativeProjection>, sql: Option<SqlSession> },
+    Wasm {
+        store: Store<PluginState>,
+        guest: projector::Guest,
+        timeout: Duration,
+        /// Given back after the store (declared later, dropped later).
+        _slot: Option<ProjectionSlot>,
+    },
+    Native {
+        imp: Arc<dyn NativeProjection>,
+        sql: Option<SqlSession>,
+    },
 }
 
 impl ProjectionInstance {
     /// Calls `describe`.
     pub fn describe(&mut self) -> Result<Description, CallError> {
         match &mut self.0 {
-            Instance::Wasm { store, guest, timeout } => {
+            Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
                 guest.call_describe(&mut *store).map_err(|e| call_error(e, *timeout))
@@ -94,7 +104,7 @@ impl ProjectionInstance {
     /// (the instance must be discarded); the inner one is the plugin's own.
     pub fn apply(&mut self, events: &Batch) -> Result<Result<(), ApplyError>, CallError> {
         match &mut self.0 {
-            Instance::Wasm { store, guest, timeout } => {
+            Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
                 guest.call_apply(&mut *store, &events.0).map_err(|e| call_error(e, *timeout))

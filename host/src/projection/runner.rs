@@ -15,7 +15,7 @@ use super::store::{self, DeadLetter};
 use super::{Control, Shared};
 use crate::db;
 use crate::log::range_sql;
-use crate::plugin::{Batch, CallError, Event, EventRef, ProjectionInstance, ProjectionPlugin, SqlSession};
+use crate::plugin::{Batch, Event, EventRef, ProjectionInstance, ProjectionPlugin, SqlSession};
 
 /// What a projection does with an event it cannot apply after its retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
@@ -393,7 +393,7 @@ pub(super) fn attempt(
             Ok(Err(e)) => {
                 return Err(BatchError { message: e.message, position: Some(e.position), poisoned: false });
             }
-            Err(e @ (CallError::Timeout(_) | CallError::Trap(_))) => {
+            Err(e) => {
                 return Err(BatchError { message: e.to_string(), position: None, poisoned: true });
             }
         }

@@ -12,6 +12,7 @@ mod developer_loop;
 mod end_to_end;
 mod hostile_plugins;
 mod hot_reload;
+mod instance_pool;
 mod operations;
 mod soak;
 mod support;
