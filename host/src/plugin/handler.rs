@@ -79,8 +79,9 @@ impl HandlerPlugin {
     }
 
     /// Decides on `command` given `history`, in a fresh sandboxed instance.
-    /// The outer error is a sandbox failure (trap, timeout); the inner one
-    /// the handler's rejection.
+    /// The outer error is a sandbox failure (trap, timeout, no free
+    /// instance — take [`Self::instance_slot`] first to wait for one); the
+    /// inner one the handler's rejection.
     pub fn handle(
         &self,
         command: &Command,
