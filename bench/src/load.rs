@@ -27,6 +27,25 @@ impl Request {
     }
 }
 
+/// For [`send_all`]: `connections` lists of `per_connection` POSTs each,
+/// `make(connection, i)` giving the path and JSON body of each.
+pub fn posts(
+    connections: usize,
+    per_connection: usize,
+    make: impl Fn(usize, usize) -> (String, serde_json::Value),
+) -> Vec<Vec<Request>> {
+    (0..connections)
+        .map(|c| {
+            (0..per_connection)
+                .map(|i| {
+                    let (path, body) = make(c, i);
+                    Request::post(path, &body)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// `http://host:port` → `host:port`.
 fn authority(base: &str) -> anyhow::Result<String> {
     let a = base.strip_prefix("http://").with_context(|| format!("not an http:// address: {base}"))?;

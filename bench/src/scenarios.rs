@@ -13,7 +13,7 @@ use refract::plugin::{HandlerPlugin, Plugin, PluginEngine, ProjectionPlugin, San
 use refract::projection::{ProjectionOptions, Projections, RunnerOptions};
 use serde_json::{Value, json};
 
-use crate::load::{self, Request};
+use crate::load;
 use crate::report::Row;
 use crate::twins::{OrderSummaryTwin, OrdersTwin};
 use crate::workload::{
@@ -333,16 +333,10 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         base.push(raw_inserts(&dir.path().join("raw.db"), single, 1)?);
         let server =
             Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
-        let requests = (0..clients)
-            .map(|c| {
-                (0..per_client)
-                    .map(|i| {
-                        let body = json!({ "expected_version": "no_stream", "events": [{ "type": "Pinged", "data": { "i": i } }] });
-                        Request::post(format!("/streams/c{c}-{i}/events"), &body)
-                    })
-                    .collect()
-            })
-            .collect();
+        let requests = load::posts(clients, per_client as usize, |c, i| {
+            let body = json!({ "expected_version": "no_stream", "events": [{ "type": "Pinged", "data": { "i": i } }] });
+            (format!("/streams/c{c}-{i}/events"), body)
+        });
         ours.push(load::send_all(&server.base, requests)?);
         eprintln!(
             "P2b run {}: 64 clients {:.3} s, raw single {:.3} s",
@@ -733,20 +727,14 @@ pub fn p6(size: Size) -> anyhow::Result<Vec<Row>> {
 /// Sends `total` PlaceOrder commands to `handler` on `clients`
 /// connections, each command to a stream of its own; the wall time.
 fn drive(base: &str, handler: &str, clients: usize, total: usize, tag: &str) -> anyhow::Result<Duration> {
-    let requests = (0..clients)
-        .map(|c| {
-            (0..total.div_ceil(clients))
-                .map(|i| {
-                    let body = json!({
-                        "type": "PlaceOrder",
-                        "stream_id": format!("{tag}-{c}-{i}"),
-                        "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
-                    });
-                    Request::post(format!("/commands/{handler}"), &body)
-                })
-                .collect()
-        })
-        .collect();
+    let requests = load::posts(clients, total.div_ceil(clients), |c, i| {
+        let body = json!({
+            "type": "PlaceOrder",
+            "stream_id": format!("{tag}-{c}-{i}"),
+            "data": { "customer": "bench", "items": [{ "product_id": "p", "quantity": 1, "price": 1.0 }] }
+        });
+        (format!("/commands/{handler}"), body)
+    });
     load::send_all(base, requests)
 }
 

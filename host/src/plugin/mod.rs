@@ -176,7 +176,7 @@ impl PluginEngine {
                 Arc::new(Slots {
                     commands: Arc::new(tokio::sync::Semaphore::new(commands as usize)),
                     projections: 0.into(),
-                    max_projections: limits.max_instances - commands.min(limits.max_instances),
+                    max_projections: limits.max_instances - commands,
                     total: limits.max_instances,
                 })
             }),
