@@ -51,7 +51,7 @@ enum Scenario {
     P4,
     /// Plugin load: cold, from the cache; instantiation.
     P5,
-    /// Replay time by log size.
+    /// Replay time by log size, the native twin beside it.
     P5b,
     /// Idle memory by number of projections.
     P6,

@@ -588,7 +588,7 @@ pub fn p5(size: Size) -> anyhow::Result<Vec<Row>> {
     )])
 }
 
-/// P5b: how replay time grows with the log.
+/// P5b: how replay time grows with the log, the native twin beside it.
 pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
     let sizes = size.pick([2_000u64, 20_000, 100_000], [100_000, 1_000_000, 5_000_000]);
     let wasm = build_plugin("order-summary")?;
