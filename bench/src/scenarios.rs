@@ -100,6 +100,14 @@ async fn replay_once(
     Ok(elapsed)
 }
 
+/// The order in which repetition `run` measures a pair, as `native` flags:
+/// the plugin first in even repetitions, its native twin first in odd ones,
+/// so neither always runs on a machine just warmed (or slowed) by the other.
+fn pair_order(run: usize) -> [bool; 2] {
+    let even = run.is_multiple_of(2);
+    [!even, even]
+}
+
 /// P1: replay through `order-summary.wasm` against its native twin.
 pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> {
     let n = std::env::var("REFRACT_BENCH_P1_EVENTS")
@@ -115,9 +123,7 @@ pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         let engine = PluginEngine::new(SandboxLimits::default(), None)?;
         let (mut w, mut nat) = (Vec::new(), Vec::new());
         for run in 0..runs {
-            // Which goes first alternates, so neither always runs on a
-            // machine just warmed (or slowed) by the other.
-            for native in [run % 2 == 1, run % 2 == 0] {
+            for native in pair_order(run) {
                 let (plugin, dest, times, label) = if native {
                     (ProjectionPlugin::native(Arc::new(OrderSummaryTwin)), "n", &mut nat, "native")
                 } else {
@@ -599,7 +605,7 @@ pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     // Every log first, then each repetition replays all three sizes back to
     // back, so the growth is measured within a repetition, not across
     // minutes of a machine whose speed drifts. The native twin replays the
-    // two larger sizes beside the plugin (which goes first alternates): the
+    // two larger sizes beside the plugin (see `pair_order`): the
     // same SQL without the Wasm boundary, so its growth shows what of ours
     // belongs to the read model's own tables.
     let (times, twin): (Vec<Vec<Duration>>, Vec<Vec<Duration>>) = rt.block_on(async {
@@ -613,7 +619,7 @@ pub fn p5b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
         let mut twin = vec![Vec::new(); sizes.len()];
         for run in 0..runs {
             for (i, ((log, log_path), n)) in logs.iter().zip(sizes).enumerate() {
-                for native in [run % 2 == 1, run % 2 == 0] {
+                for native in pair_order(run) {
                     if native && i == 0 {
                         continue;
                     }
@@ -776,9 +782,7 @@ pub fn p7(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
     let mut times: Vec<[Vec<Duration>; 2]> = vec![Default::default(), Default::default()];
     for run in 0..runs {
         for (c, clients) in [1, 32].into_iter().enumerate() {
-            // Which of the pair goes first alternates from one repetition
-            // to the next.
-            for native in [run % 2 == 1, run % 2 == 0] {
+            for native in pair_order(run) {
                 let handler = if native { "orders-native" } else { "orders" };
                 let t =
                     drive(&server.base, handler, clients, counts[c], &format!("r{run}-{handler}-{clients}"))?;
