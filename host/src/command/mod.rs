@@ -219,9 +219,8 @@ pub async fn execute(
         // until it is gone even if this request is dropped meanwhile.
         let slot = plugin.instance_slot().await;
         let decided = tokio::task::spawn_blocking(move || {
-            let decided = p.handle(&c, &history);
-            drop(slot);
-            decided
+            let _slot = slot;
+            p.handle(&c, &history)
         })
         .await
         .map_err(|e| CommandError::PluginFailed { plugin: handler.to_owned(), message: e.to_string() })?;
