@@ -122,9 +122,14 @@ struct ServeArgs {
     /// Durability of appends.
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     sync: Synchronous,
-    /// Events per projection batch (one transaction each).
+    /// Events per projection batch (one `apply` call each).
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
+    /// While a projection works through a backlog, how long one
+    /// transaction may span its batches, in milliseconds (its progress
+    /// becomes visible at each commit); 0 commits every batch.
+    #[arg(long, default_value_t = 1000)]
+    catch_up_commit_ms: u64,
     /// Wall-clock budget of one plugin call, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     call_timeout_ms: u64,
@@ -195,6 +200,7 @@ impl ServeArgs {
         c.log.synchronous = self.sync;
         c.runner.batch_size = self.batch_size.max(1);
         c.runner.max_attempts = self.max_attempts.max(1);
+        c.runner.catch_up_commit = Duration::from_millis(self.catch_up_commit_ms);
         c.sandbox.call_timeout = Duration::from_millis(self.call_timeout_ms.max(1));
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.sandbox.max_instances = self.max_instances;

@@ -56,6 +56,7 @@ struct Inner {
     registry: Registry,
     applied: Family<ProjectionLabel, Counter>,
     batches: Family<ProjectionLabel, Counter>,
+    commits: Family<ProjectionLabel, Counter>,
     failures: Family<ProjectionLabel, Counter>,
     dead_lettered: Family<ProjectionLabel, Counter>,
     batch_seconds: Histograms<ProjectionLabel>,
@@ -76,6 +77,9 @@ pub struct ProjectionMetrics {
     pub applied: Counter,
     /// Batches committed.
     pub batches: Counter,
+    /// Transactions committed: one per batch, or one for many batches of
+    /// a backlog.
+    pub commits: Counter,
     /// Failed batch attempts.
     pub failures: Counter,
     /// Events moved to the dead letters.
@@ -84,11 +88,23 @@ pub struct ProjectionMetrics {
 }
 
 impl ProjectionMetrics {
-    /// Records a committed batch of `events` that took `took`.
+    /// Records a batch of `events` that took `took` to apply and commit
+    /// in a transaction of its own.
     pub fn observe_batch(&self, took: Duration, events: u64) {
-        self.batches.inc();
-        self.applied.inc_by(events);
+        self.observe_apply(took);
+        self.observe_commit(1, events);
+    }
+
+    /// Records the time one batch took to apply.
+    pub fn observe_apply(&self, took: Duration) {
         self.batch_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a commit of `batches` batches holding `events` events.
+    pub fn observe_commit(&self, batches: u64, events: u64) {
+        self.commits.inc();
+        self.batches.inc_by(batches);
+        self.applied.inc_by(events);
     }
 }
 
@@ -114,6 +130,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("refract");
         let applied = Family::default();
         let batches = Family::default();
+        let commits = Family::default();
         let failures = Family::default();
         let dead_lettered = Family::default();
         let batch_seconds: Histograms<ProjectionLabel> = Family::new_with_constructor(seconds_histogram);
@@ -127,13 +144,22 @@ impl Metrics {
         let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
         r.register("projection_events_applied", "Events applied by a projection", applied.clone());
         r.register("projection_batches", "Batches committed by a projection", batches.clone());
+        r.register(
+            "projection_commits",
+            "Transactions committed by a projection (one spans many batches while it catches up)",
+            commits.clone(),
+        );
         r.register("projection_failures", "Failed batch attempts of a projection", failures.clone());
         r.register(
             "projection_dead_lettered",
             "Events a projection moved to its dead letters",
             dead_lettered.clone(),
         );
-        r.register("projection_batch_seconds", "Time to apply and commit one batch", batch_seconds.clone());
+        r.register(
+            "projection_batch_seconds",
+            "Time to apply one batch (and commit it, unless a catch-up transaction spans it)",
+            batch_seconds.clone(),
+        );
         r.register("projection_position", "Last log position a projection applied", position.clone());
         r.register("projection_lag_events", "Events a projection is behind the head of the log", lag.clone());
         r.register("projection_dead_letters", "Events in a projection's dead letters", dead_letters.clone());
@@ -151,6 +177,7 @@ impl Metrics {
                 registry: r,
                 applied,
                 batches,
+                commits,
                 failures,
                 dead_lettered,
                 batch_seconds,
@@ -173,6 +200,7 @@ impl Metrics {
         ProjectionMetrics {
             applied: i.applied.get_or_create(&l).clone(),
             batches: i.batches.get_or_create(&l).clone(),
+            commits: i.commits.get_or_create(&l).clone(),
             failures: i.failures.get_or_create(&l).clone(),
             dead_lettered: i.dead_lettered.get_or_create(&l).clone(),
             batch_seconds: i.batch_seconds.get_or_create(&l).clone(),

@@ -65,6 +65,11 @@ impl Shared {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The last checkpoint committed (and published) by this build.
+    fn committed(&self) -> u64 {
+        *self.checkpoint.borrow()
+    }
+
     fn publish(&self, checkpoint: u64) {
         self.checkpoint.send_replace(checkpoint);
         if let Some(p) = &*self.public.read().unwrap_or_else(|p| p.into_inner()) {

@@ -31,17 +31,27 @@ pub enum ErrorPolicy {
 /// How a runner batches and retries.
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerOptions {
-    /// Most events per `apply` call (one transaction).
+    /// Most events per `apply` call (one transaction, unless a catch-up
+    /// transaction spans several).
     pub batch_size: usize,
     /// Attempts at one batch before the error policy applies.
     pub max_attempts: u32,
     /// Wait before the first retry; doubles with each further one.
     pub backoff: Duration,
+    /// While a projection works through a backlog (its batches come back
+    /// full), how long one transaction may stay open across batches before
+    /// it commits. Zero commits every batch.
+    pub catch_up_commit: Duration,
 }
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self { batch_size: 1000, max_attempts: 5, backoff: Duration::from_millis(100) }
+        Self {
+            batch_size: 1000,
+            max_attempts: 5,
+            backoff: Duration::from_millis(100),
+            catch_up_commit: Duration::from_secs(1),
+        }
     }
 }
 
@@ -74,10 +84,44 @@ struct Work {
     /// Apply one event per batch up to this position, to find the event
     /// that made a larger batch fail.
     single_until: u64,
+    /// Commit every batch on its own up to this position: a transaction
+    /// spanning batches failed there.
+    solo_until: u64,
     /// Stopped at this event by the `pause` policy.
     stuck_at: Option<Event>,
     seen: Control,
     rate: Rate,
+    /// The transaction spanning batches, while catching up.
+    open: Option<Open>,
+    /// The database's own page cache size while it is raised for catching
+    /// up (see [`CATCH_UP_CACHE_KIB`]).
+    raised_cache: Option<i64>,
+}
+
+/// The page cache of a projection's database while it catches up, in KiB
+/// (SQLite's default is 2 000): a transaction spanning batches keeps every
+/// page it changed in the cache until it commits, and with less than this
+/// SQLite writes them to the WAL early — several times over for a page
+/// that later batches change again. Back to the default once caught up.
+const CATCH_UP_CACHE_KIB: i64 = 16 * 1024;
+
+/// A transaction kept open across full batches while catching up.
+///
+/// Committing every batch writes each page the batch changed to the WAL
+/// (and later back into the database file) once per batch. An index whose
+/// inserts land all over the table (a customer index, say) has a page
+/// changed by nearly every batch, so the bytes written per event grow with
+/// the index; one commit a second (by default) writes such a page once for
+/// many batches. Readers see the projection's progress at each
+/// commit; live traffic, whose batches come back short, still commits every
+/// batch.
+struct Open {
+    since: Instant,
+    /// Batches and events applied in it, counted when it commits.
+    batches: u64,
+    applied: u64,
+    /// The last batch was full: more events were waiting behind it.
+    full: bool,
 }
 
 /// Events applied per second, over windows of about a second.
@@ -123,24 +167,43 @@ impl Runner {
             reader,
             checkpoint: meta.position,
             single_until: 0,
+            solo_until: 0,
             stuck_at: None,
             seen: Control { paused: meta.paused, ..*self.control.borrow() },
             rate: Rate { since: Instant::now(), count: 0 },
+            open: None,
+            raised_cache: None,
         };
         loop {
-            if *self.shutdown.borrow() {
-                return Ok(());
-            }
-            self.obey(&mut w)?;
-            if w.seen.paused || w.stuck_at.is_some() {
-                self.shared.update(|s| s.status = if w.seen.paused { State::Paused } else { State::Failed });
-                if !self.wait(true) {
+            // Inside a catch-up transaction, the next batch follows at once;
+            // anything else (an operator request, shutdown, waiting for
+            // appends) happens with it committed.
+            let go_on = w.open.as_ref().is_some_and(|open| {
+                open.full
+                    && open.since.elapsed() < self.options.catch_up_commit
+                    && w.checkpoint < *self.head.borrow()
+                    && !*self.shutdown.borrow()
+                    && !self.control.has_changed().unwrap_or(true)
+            });
+            if !go_on {
+                self.commit_open(&mut w)?;
+                if *self.shutdown.borrow() {
                     return Ok(());
                 }
-                continue;
+                self.obey(&mut w)?;
+                if w.seen.paused || w.stuck_at.is_some() {
+                    self.lower_cache(&mut w);
+                    self.shared
+                        .update(|s| s.status = if w.seen.paused { State::Paused } else { State::Failed });
+                    if !self.wait(true) {
+                        return Ok(());
+                    }
+                    continue;
+                }
             }
             let head = *self.head.borrow_and_update();
             if w.checkpoint >= head {
+                self.lower_cache(&mut w);
                 self.shared.update(|s| {
                     s.status = State::Live;
                     s.events_per_second = 0.0;
@@ -159,7 +222,12 @@ impl Runner {
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
             let upto = if events.len() < limit { head } else { events.last_position().unwrap_or(head) };
-            if !self.apply_with_retries(&mut w, &events, upto)? {
+            let spanning = !self.options.catch_up_commit.is_zero()
+                && w.checkpoint >= w.single_until.max(w.solo_until)
+                && (w.open.is_some() || events.len() == limit);
+            if spanning {
+                self.apply_spanning(&mut w, &events, upto, events.len() == limit)?;
+            } else if !self.apply_with_retries(&mut w, &events, upto)? {
                 return Ok(());
             }
         }
@@ -294,6 +362,84 @@ impl Runner {
         }
     }
 
+    /// Applies a batch inside the transaction spanning batches (opening it
+    /// if needed), without committing. A failure rolls the whole
+    /// transaction back to the last commit; its batches are then applied
+    /// again one transaction each, where retries and the error policy work
+    /// as for any batch.
+    fn apply_spanning(&mut self, w: &mut Work, events: &Batch, upto: u64, full: bool) -> Result<(), String> {
+        let mut inst = w.instance.take().ok_or("lost the plugin instance")?;
+        let started = Instant::now();
+        if w.raised_cache.is_none()
+            && let Some(s) = inst.sql()
+        {
+            w.raised_cache = raise_cache(&s.conn);
+        }
+        let outcome = match w.open {
+            Some(_) => Ok(()),
+            None => begin(&mut inst),
+        }
+        .and_then(|()| apply_events(&mut inst, events));
+        match outcome {
+            Ok(()) => {
+                w.instance = Some(inst);
+                self.shared.metrics.observe_apply(started.elapsed());
+                w.checkpoint = upto;
+                let open = w.open.get_or_insert(Open { since: started, batches: 0, applied: 0, full });
+                open.batches += 1;
+                open.applied += events.len() as u64;
+                open.full = full;
+            }
+            Err(e) => {
+                let inst = self.roll_back(inst, &e)?;
+                w.instance = Some(inst);
+                w.open = None;
+                tracing::debug!(
+                    projection = %self.plugin.description.name,
+                    position = ?e.position, error = %e.message,
+                    "batch failed inside a catch-up transaction; applying batch by batch"
+                );
+                w.checkpoint = self.shared.committed();
+                w.solo_until = upto;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the page cache raised for catching up back.
+    fn lower_cache(&self, w: &mut Work) {
+        if let Some(size) = w.raised_cache.take()
+            && let Ok(s) = self.session(w)
+        {
+            let _ = s.conn.pragma_update(None, "cache_size", size);
+        }
+    }
+
+    /// Commits the transaction spanning batches, with the checkpoint.
+    fn commit_open(&mut self, w: &mut Work) -> Result<(), String> {
+        let Some(open) = w.open.take() else { return Ok(()) };
+        let checkpoint = w.checkpoint;
+        match store::commit_batch(&self.session(w)?.conn, checkpoint) {
+            Ok(()) => {
+                self.shared.metrics.observe_commit(open.batches, open.applied);
+                self.after_commit(w, checkpoint, open.applied);
+                self.shared.update(|s| s.error = None);
+            }
+            Err(e) => {
+                // Nothing of it is kept: go again from the last commit.
+                let _ = self.session(w)?.conn.execute_batch(super::sql::ROLLBACK);
+                tracing::warn!(
+                    projection = %self.plugin.description.name,
+                    error = %e,
+                    "cannot commit a catch-up transaction; applying batch by batch"
+                );
+                w.solo_until = checkpoint;
+                w.checkpoint = self.shared.committed();
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes a new checkpoint and counts what was applied.
     fn after_commit(&self, w: &mut Work, checkpoint: u64, applied: u64) {
         w.checkpoint = checkpoint;
@@ -328,15 +474,22 @@ impl Runner {
     ) -> Result<(ProjectionInstance, Result<(), BatchError>), String> {
         let outcome = attempt(&mut inst, events, checkpoint, dead_letter);
         if let Err(e) = &outcome {
-            if let Some(s) = inst.sql() {
-                let _ = s.conn.execute_batch(super::sql::ROLLBACK);
-            }
-            if e.poisoned {
-                let session: SqlSession = inst.into_sql().ok_or("lost the database session")?;
-                inst = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
-            }
+            inst = self.roll_back(inst, e)?;
         }
         Ok((inst, outcome))
+    }
+
+    /// Rolls back the open transaction after `e`; recreates the instance if
+    /// `e` left it unusable.
+    fn roll_back(&self, mut inst: ProjectionInstance, e: &BatchError) -> Result<ProjectionInstance, String> {
+        if let Some(s) = inst.sql() {
+            let _ = s.conn.execute_batch(super::sql::ROLLBACK);
+        }
+        if e.poisoned {
+            let session: SqlSession = inst.into_sql().ok_or("lost the database session")?;
+            inst = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
+        }
+        Ok(inst)
     }
 
     /// Waits for shutdown, or (when `wake` is set) for new events or an
@@ -376,28 +529,8 @@ pub(super) fn attempt(
     checkpoint: Option<u64>,
     dead_letter: Option<u64>,
 ) -> Result<(), BatchError> {
-    let storage = |e: rusqlite::Error| BatchError {
-        message: format!("projection database error: {e}"),
-        position: None,
-        poisoned: false,
-    };
-    let lost = || BatchError {
-        message: "projection has no database session".into(),
-        position: None,
-        poisoned: true,
-    };
-    inst.sql().ok_or_else(lost)?.conn.execute_batch(super::sql::BEGIN).map_err(storage)?;
-    if !events.is_empty() {
-        match inst.apply(events) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(BatchError { message: e.message, position: Some(e.position), poisoned: false });
-            }
-            Err(e) => {
-                return Err(BatchError { message: e.to_string(), position: None, poisoned: true });
-            }
-        }
-    }
+    begin(inst)?;
+    apply_events(inst, events)?;
     let conn = &inst.sql().ok_or_else(lost)?.conn;
     if let Some(position) = dead_letter {
         conn.execute(super::sql::DELETE_DEAD_LETTER, [position]).map_err(storage)?;
@@ -406,6 +539,39 @@ pub(super) fn attempt(
     match checkpoint {
         Some(c) => store::commit_batch(conn, c).map_err(storage),
         None => conn.execute_batch(super::sql::COMMIT).map_err(storage),
+    }
+}
+
+fn storage(e: rusqlite::Error) -> BatchError {
+    BatchError { message: format!("projection database error: {e}"), position: None, poisoned: false }
+}
+
+fn lost() -> BatchError {
+    BatchError { message: "projection has no database session".into(), position: None, poisoned: true }
+}
+
+/// Raises `conn`'s page cache to [`CATCH_UP_CACHE_KIB`]; returns the size
+/// it had.
+fn raise_cache(conn: &Connection) -> Option<i64> {
+    let size: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0)).ok()?;
+    conn.pragma_update(None, "cache_size", -CATCH_UP_CACHE_KIB).ok()?;
+    Some(size)
+}
+
+/// Opens a transaction on the instance's database.
+fn begin(inst: &mut ProjectionInstance) -> Result<(), BatchError> {
+    inst.sql().ok_or_else(lost)?.conn.execute_batch(super::sql::BEGIN).map_err(storage)
+}
+
+/// Hands `events` to the plugin, inside the open transaction.
+fn apply_events(inst: &mut ProjectionInstance, events: &Batch) -> Result<(), BatchError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match inst.apply(events) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BatchError { message: e.message, position: Some(e.position), poisoned: false }),
+        Err(e) => Err(BatchError { message: e.to_string(), position: None, poisoned: true }),
     }
 }
 

@@ -75,6 +75,56 @@ fn with_the_dead_letter_policy_it_never_stops_and_a_fixed_version_redrives() {
 }
 
 #[test]
+fn a_poison_event_inside_a_catch_up_transaction_costs_only_itself() {
+    // A backlog worked through in batches of 2, many to a transaction: the
+    // batch with the poison event fails inside a transaction holding the
+    // batches before it.
+    let server = Server::start_with(&[ORDER_SUMMARY], |cfg| {
+        cfg.runner.batch_size = 2;
+        cfg.runner.max_attempts = 2;
+        cfg.policies.insert("order-summary".into(), refract::projection::ErrorPolicy::DeadLetter);
+    });
+    let c = server.client();
+    let (status, _) = c.post("/projections/order-summary/pause", &json!({}));
+    assert_eq!(status, 200);
+    c.wait_projection("order-summary", WAIT, |s| s["status"] == "paused");
+    let orders = 60;
+    let mut poison = 0;
+    let mut head = 0;
+    for i in 0..orders {
+        let r = c.append(&format!("order-{i}"), json!("no_stream"), &order_events("ada", 2));
+        head = r["last_position"].as_u64().unwrap();
+        if i == orders / 2 {
+            let r = c.append("order-3", json!("exists"), &[("OrderShipped", json!({}))]);
+            poison = r["last_position"].as_u64().unwrap();
+        }
+    }
+    let (status, _) = c.post("/projections/order-summary/resume", &json!({}));
+    assert_eq!(status, 200);
+
+    let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "live" && s["position"] == head);
+    assert_eq!(s["dead_letters"], 1, "{s}");
+    assert_eq!(s["events_applied"], head - 1, "every other event applied once: {s}");
+    let (_, body) = c.get("/projections/order-summary/dead-letters");
+    assert_eq!(body["dead_letters"][0]["position"], poison);
+    // Each order: one item placed, two added (two each) — five, once.
+    let totals = c.query("order-summary", "SELECT count(*), sum(item_count) FROM order_summaries");
+    assert_eq!(totals, vec![json!([orders, orders * 5])]);
+    let (_, row) = c.get("/projections/order-summary/tables/order_summaries/order-3");
+    assert_eq!(row["row"]["status"], "paid");
+
+    // Transactions spanned batches: fewer commits than batches.
+    let (_, text) = c.get_text("/metrics");
+    let sample = |name: &str| -> u64 {
+        let prefix = format!("refract_{name}_total{{projection=\"order-summary\"}} ");
+        let line = text.lines().find_map(|l| l.strip_prefix(&prefix));
+        line.unwrap_or_else(|| panic!("no {prefix} in /metrics")).parse().unwrap()
+    };
+    let (commits, batches) = (sample("projection_commits"), sample("projection_batches"));
+    assert!(commits < batches, "{commits} commits for {batches} batches");
+}
+
+#[test]
 fn pause_survives_a_restart_and_resume_continues_from_the_checkpoint() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
