@@ -130,6 +130,11 @@ struct ServeArgs {
     /// becomes visible at each commit); 0 commits every batch.
     #[arg(long, default_value_t = 1000)]
     catch_up_commit_ms: u64,
+    /// Page cache of a projection's database while it works through a
+    /// backlog, in MiB (given back once caught up); 0 keeps SQLite's
+    /// default of about 2 MiB.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    catch_up_cache_mib: u32,
     /// Wall-clock budget of one plugin call, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     call_timeout_ms: u64,
@@ -201,6 +206,7 @@ impl ServeArgs {
         c.runner.batch_size = self.batch_size.max(1);
         c.runner.max_attempts = self.max_attempts.max(1);
         c.runner.catch_up_commit = Duration::from_millis(self.catch_up_commit_ms);
+        c.runner.catch_up_cache_kib = self.catch_up_cache_mib * 1024;
         c.sandbox.call_timeout = Duration::from_millis(self.call_timeout_ms.max(1));
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.sandbox.max_instances = self.max_instances;

@@ -42,6 +42,13 @@ pub struct RunnerOptions {
     /// full), how long one transaction may stay open across batches before
     /// it commits. Zero commits every batch.
     pub catch_up_commit: Duration,
+    /// The page cache of a projection's database while it catches up, in
+    /// KiB (0 leaves SQLite's default, 2 000): a transaction spanning
+    /// batches keeps every page it changed in the cache until it commits,
+    /// and with less room SQLite writes them to the WAL early — several
+    /// times over for a page that later batches change again. Given back
+    /// once caught up or paused; only pages actually used take memory.
+    pub catch_up_cache_kib: u32,
 }
 
 impl Default for RunnerOptions {
@@ -51,6 +58,7 @@ impl Default for RunnerOptions {
             max_attempts: 5,
             backoff: Duration::from_millis(100),
             catch_up_commit: Duration::from_secs(1),
+            catch_up_cache_kib: 16 * 1024,
         }
     }
 }
@@ -94,16 +102,9 @@ struct Work {
     /// The transaction spanning batches, while catching up.
     open: Option<Open>,
     /// The database's own page cache size while it is raised for catching
-    /// up (see [`CATCH_UP_CACHE_KIB`]).
+    /// up (see [`RunnerOptions::catch_up_cache_kib`]).
     raised_cache: Option<i64>,
 }
-
-/// The page cache of a projection's database while it catches up, in KiB
-/// (SQLite's default is 2 000): a transaction spanning batches keeps every
-/// page it changed in the cache until it commits, and with less than this
-/// SQLite writes them to the WAL early — several times over for a page
-/// that later batches change again. Back to the default once caught up.
-const CATCH_UP_CACHE_KIB: i64 = 16 * 1024;
 
 /// A transaction kept open across full batches while catching up.
 ///
@@ -371,9 +372,10 @@ impl Runner {
         let mut inst = w.instance.take().ok_or("lost the plugin instance")?;
         let started = Instant::now();
         if w.raised_cache.is_none()
+            && self.options.catch_up_cache_kib > 0
             && let Some(s) = inst.sql()
         {
-            w.raised_cache = raise_cache(&s.conn);
+            w.raised_cache = raise_cache(&s.conn, self.options.catch_up_cache_kib);
         }
         let outcome = match w.open {
             Some(_) => Ok(()),
@@ -550,11 +552,10 @@ fn lost() -> BatchError {
     BatchError { message: "projection has no database session".into(), position: None, poisoned: true }
 }
 
-/// Raises `conn`'s page cache to [`CATCH_UP_CACHE_KIB`]; returns the size
-/// it had.
-fn raise_cache(conn: &Connection) -> Option<i64> {
+/// Raises `conn`'s page cache to `kib`; returns the size it had.
+fn raise_cache(conn: &Connection, kib: u32) -> Option<i64> {
     let size: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0)).ok()?;
-    conn.pragma_update(None, "cache_size", -CATCH_UP_CACHE_KIB).ok()?;
+    conn.pragma_update(None, "cache_size", -i64::from(kib)).ok()?;
     Some(size)
 }
 
@@ -679,4 +680,19 @@ fn read_batch(log: &Connection, ask: Ask, types: Option<&str>) -> rusqlite::Resu
         });
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catch_up_cache_is_raised_and_its_old_size_returned() {
+        let conn = Connection::open_in_memory().unwrap();
+        let size = |c: &Connection| c.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0)).unwrap();
+        let before = size(&conn);
+        assert_eq!(raise_cache(&conn, 16 * 1024), Some(before));
+        // Negative: KiB, not pages.
+        assert_eq!(size(&conn), -16 * 1024);
+    }
 }
