@@ -222,12 +222,13 @@ impl Runner {
                 .map_err(|e| format!("cannot read the event log: {e}"))?;
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
-            let upto = if events.len() < limit { head } else { events.last_position().unwrap_or(head) };
+            let full = events.len() == limit;
+            let upto = if full { events.last_position().unwrap_or(head) } else { head };
             let spanning = !self.options.catch_up_commit.is_zero()
                 && w.checkpoint >= w.single_until.max(w.solo_until)
-                && (w.open.is_some() || events.len() == limit);
+                && (w.open.is_some() || full);
             if spanning {
-                self.apply_spanning(&mut w, &events, upto, events.len() == limit)?;
+                self.apply_spanning(&mut w, &events, upto, full)?;
             } else if !self.apply_with_retries(&mut w, &events, upto)? {
                 return Ok(());
             }
@@ -401,8 +402,7 @@ impl Runner {
                     position = ?e.position, error = %e.message,
                     "batch failed inside a catch-up transaction; applying batch by batch"
                 );
-                w.checkpoint = self.shared.committed();
-                w.solo_until = upto;
+                self.back_to_last_commit(w, upto);
             }
         }
         Ok(())
@@ -435,11 +435,17 @@ impl Runner {
                     error = %e,
                     "cannot commit a catch-up transaction; applying batch by batch"
                 );
-                w.solo_until = checkpoint;
-                w.checkpoint = self.shared.committed();
+                self.back_to_last_commit(w, checkpoint);
             }
         }
         Ok(())
+    }
+
+    /// After a catch-up transaction was rolled back: go on from the last
+    /// commit, one transaction per batch up to `upto`.
+    fn back_to_last_commit(&self, w: &mut Work, upto: u64) {
+        w.checkpoint = self.shared.committed();
+        w.solo_until = upto;
     }
 
     /// Publishes a new checkpoint and counts what was applied.
