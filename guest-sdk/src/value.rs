@@ -58,6 +58,18 @@ impl From<&String> for Value {
     }
 }
 
+impl From<std::borrow::Cow<'_, str>> for Value {
+    fn from(v: std::borrow::Cow<'_, str>) -> Self {
+        Value::Text(v.into_owned())
+    }
+}
+
+impl From<&std::borrow::Cow<'_, str>> for Value {
+    fn from(v: &std::borrow::Cow<'_, str>) -> Self {
+        Value::Text(v.as_ref().to_owned())
+    }
+}
+
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
         Value::Blob(v)

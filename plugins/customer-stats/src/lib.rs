@@ -5,6 +5,8 @@
 //! keeps its own `order_customers` table mapping each order to its customer
 //! and running total.
 
+use std::borrow::Cow;
+
 use refract_sdk::{Db, Description, Event, Projection, Result, params};
 use serde::Deserialize;
 
@@ -15,8 +17,10 @@ struct Item {
 }
 
 #[derive(Deserialize)]
-struct OrderPlaced {
-    customer: String,
+struct OrderPlaced<'a> {
+    // Borrowed from the event's JSON unless it holds escapes.
+    #[serde(borrow)]
+    customer: Cow<'a, str>,
     #[serde(default)]
     items: Vec<Item>,
 }
@@ -69,8 +73,8 @@ impl Projection for CustomerStats {
                 // A second OrderPlaced on the same stream is ignored: it
                 // would otherwise count the order twice.
                 if db.query("SELECT 1 FROM order_customers WHERE order_id = ?", params![order])?.is_empty() {
-                    db.execute(PLACE_ORDER, params![order, e.customer.as_str(), total])?;
-                    db.execute(COUNT_ORDER, params![e.customer])?;
+                    db.execute(PLACE_ORDER, params![order, &e.customer, total])?;
+                    db.execute(COUNT_ORDER, params![&e.customer])?;
                 }
             }
             "ItemAdded" => {
