@@ -15,6 +15,7 @@ impl Event {
     }
 
     /// Deserializes the event's `metadata` into `T`.
+    ///
     /// `T` may borrow from the event, as with [`Event::data`].
     pub fn metadata<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
         serde_json::from_str(&self.metadata).map_err(|e| self.describe_error("metadata", e))
@@ -66,9 +67,10 @@ mod tests {
     fn owned_types_still_deserialize_and_errors_name_the_event() {
         #[derive(Deserialize)]
         struct Owned {
-            #[allow(dead_code)]
             customer: String,
         }
+        let good = event(6, "order-1", 1, "OrderPlaced", serde_json::json!({"customer": "ada"}));
+        assert_eq!(good.data::<Owned>().unwrap().customer, "ada");
         let e = event(7, "order-1", 1, "OrderPlaced", serde_json::json!({"customer": 1}));
         let err = e.data::<Owned>().err().unwrap();
         assert!(err.message().contains("event 7 (OrderPlaced on order-1): invalid data"), "{err}");
