@@ -6,8 +6,45 @@
 
 use refract::plugin::{
     ApplyError, Batch, Command, Description, Event, EventRef, HandlerDescription, NativeHandler,
-    NativeProjection, NewEvent, Rejection,
+    NativeProjection, NewEvent, Rejection, SqlError, SqlSession, Value, WriteQueue,
 };
+
+/// The host's queue of queued statements, as the SDK's native `Db` takes
+/// it: what a plugin's `sql.write` reaches through the Wasm boundary.
+struct Queue(WriteQueue);
+
+impl refract_sdk::__private::WriteQueue for Queue {
+    fn write(
+        &self,
+        position: u64,
+        sql: &str,
+        params: &[refract_sdk::Value],
+    ) -> Result<(), refract_sdk::SqlError> {
+        let params = params.iter().map(to_host).collect();
+        self.0.push(position, sql.to_owned(), params).map_err(to_sdk_error)
+    }
+
+    fn drain(&self) -> Result<(), refract_sdk::SqlError> {
+        self.0.drain().map_err(to_sdk_error)
+    }
+}
+
+fn to_host(v: &refract_sdk::Value) -> Value {
+    match v {
+        refract_sdk::Value::Null => Value::Null,
+        refract_sdk::Value::Integer(i) => Value::Integer(*i),
+        refract_sdk::Value::Real(r) => Value::Real(*r),
+        refract_sdk::Value::Text(t) => Value::Text(t.clone()),
+        refract_sdk::Value::Blob(b) => Value::Blob(b.clone()),
+    }
+}
+
+fn to_sdk_error(e: SqlError) -> refract_sdk::SqlError {
+    match e {
+        SqlError::Refused(m) => refract_sdk::SqlError::Refused(m),
+        SqlError::Failed(m) => refract_sdk::SqlError::Failed(m),
+    }
+}
 
 fn to_sdk(e: &Event) -> refract_sdk::Event {
     refract_sdk::Event {
@@ -47,19 +84,26 @@ impl NativeProjection for OrderSummaryTwin {
         Description { name: d.name, version: d.version, event_types: d.event_types, migrations: d.migrations }
     }
 
-    fn apply(&self, conn: &rusqlite::Connection, events: &Batch) -> Result<(), ApplyError> {
+    fn apply(&self, sql: &SqlSession, events: &Batch) -> Result<(), ApplyError> {
         let failed = |message: String| ApplyError { position: events.first_position().unwrap_or(0), message };
+        let queue = sql.write_queue().map_err(|e| failed(format!("{e:?}")))?.clone();
+        let conn = sql.conn();
         // SAFETY: the wrapper shares the runner's open connection for this
         // call only. `from_handle` never closes the handle, and the wrapper
         // (with the statements it cached) is dropped before we return,
-        // while the runner's connection is still open.
+        // while the runner's connection is still open. Statements it runs
+        // itself wait for the queue first (`WriteQueue::drain`), so the
+        // writer thread and this one never use the connection at once, as
+        // for a plugin.
         let shared =
             unsafe { rusqlite::Connection::from_handle(conn.handle()) }.map_err(|e| failed(e.to_string()))?;
-        let db = refract_sdk::Db::from_connection(shared);
+        drop(conn);
+        let db = refract_sdk::Db::from_connection(shared).with_write_queue(Box::new(Queue(queue)));
         let Some(first) = events.first() else { return Ok(()) };
         let mut event = to_sdk(&first.to_event());
         for e in events.iter() {
             refill(&mut event, &e);
+            db.set_position(e.position);
             <order_summary::OrderSummary as refract_sdk::Projection>::apply(&db, &event)
                 .map_err(|err| ApplyError { position: e.position, message: err.message().to_owned() })?;
         }

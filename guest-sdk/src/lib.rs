@@ -111,4 +111,6 @@ pub mod __private {
 
     pub use crate::handler::{ExportedHandler, HandlerExport, run as decide};
     pub use crate::projection::{ExportedProjection, ProjectionExport};
+    #[cfg(not(target_family = "wasm"))]
+    pub use crate::sql::WriteQueue;
 }

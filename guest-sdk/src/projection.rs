@@ -59,6 +59,7 @@ impl Description {
 #[cfg(not(target_family = "wasm"))]
 pub fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyError> {
     for event in events {
+        db.set_position(event.position);
         P::apply(db, event)
             .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }
@@ -107,6 +108,7 @@ pub fn apply_batch<P: Projection>(db: &Db, batch: &EventBatch) -> Result<(), App
             field.push_str(value);
             rest = tail;
         }
+        db.set_position(event.position);
         P::apply(db, &event)
             .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }

@@ -1,5 +1,6 @@
 //! SQL on the projection's own database.
 
+use std::cell::Cell;
 use std::fmt;
 
 use crate::{Error, FromValue, Value};
@@ -57,8 +58,34 @@ impl Rows {
 /// the current batch's transaction. Natively it wraps an in-memory SQLite
 /// database (see [`Db::open_in_memory`]), so unit tests run the same SQL.
 pub struct Db {
+    /// The position of the event being applied, the one a failed
+    /// [`Db::write`] is blamed on.
+    position: Cell<u64>,
     #[cfg(not(target_family = "wasm"))]
     conn: rusqlite::Connection,
+    #[cfg(not(target_family = "wasm"))]
+    queue: Option<Box<dyn WriteQueue>>,
+}
+
+impl Db {
+    /// Names the event being applied. The SDK's batch loop calls it; a
+    /// native host driving projection code calls it too.
+    #[doc(hidden)]
+    pub fn set_position(&self, position: u64) {
+        self.position.set(position);
+    }
+}
+
+/// Where a host that runs projection code natively queues the statements
+/// of [`Db::write`], as it does a plugin's `sql.write`. Not part of the
+/// plugin API.
+#[doc(hidden)]
+#[cfg(not(target_family = "wasm"))]
+pub trait WriteQueue {
+    /// Queues `sql` for the event at `position`.
+    fn write(&self, position: u64, sql: &str, params: &[Value]) -> Result<(), SqlError>;
+    /// Waits until everything queued has run.
+    fn drain(&self) -> Result<(), SqlError>;
 }
 
 impl fmt::Debug for Db {
@@ -74,13 +101,31 @@ mod imp {
 
     impl Db {
         pub(crate) fn host() -> Self {
-            Db {}
+            Db { position: Cell::new(0) }
         }
 
         /// Runs one statement that returns no rows, binding `?` placeholders
         /// to `params` in order; returns the number of rows changed.
         pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
             host::execute(sql, params)
+        }
+
+        /// Runs one statement that returns no rows, like [`Db::execute`],
+        /// but without waiting for it: the host queues it and runs queued
+        /// statements in order on a thread of its own while the projection
+        /// goes on with the next events, so a replay keeps SQLite and the
+        /// plugin's code busy at once. Use it for writes whose changed-row
+        /// count you do not need — the usual upserts and guarded updates.
+        ///
+        /// [`Db::execute`] and [`Db::query`] wait for the queue first (a
+        /// projection always reads its own writes), and so does the end of
+        /// the batch. If a queued statement fails, the batch fails at the
+        /// event that queued it, with its error, and is rolled back like any
+        /// failed batch; this call and later ones return the error too, once
+        /// the host has seen it. Natively, without a host, the statement
+        /// runs at once.
+        pub fn write(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+            host::write(self.position.get(), sql, params)
         }
 
         /// Runs one query, binding `?` placeholders to `params` in order, and
@@ -121,17 +166,30 @@ mod imp {
         /// twins in the benchmarks). Not part of the plugin API.
         #[doc(hidden)]
         pub fn from_connection(conn: rusqlite::Connection) -> Self {
-            Db { conn }
+            Db { position: Cell::new(0), conn, queue: None }
+        }
+
+        /// Queues [`Db::write`]'s statements on `queue` instead of running
+        /// them at once. Not part of the plugin API.
+        #[doc(hidden)]
+        pub fn with_write_queue(mut self, queue: Box<dyn WriteQueue>) -> Self {
+            self.queue = Some(queue);
+            self
+        }
+
+        fn drain(&self) -> Result<(), SqlError> {
+            self.queue.as_ref().map_or(Ok(()), |q| q.drain())
         }
 
         /// A fresh in-memory database, for unit tests of projection logic.
         pub fn open_in_memory() -> Result<Self, SqlError> {
-            Ok(Db { conn: rusqlite::Connection::open_in_memory().map_err(failed)? })
+            Ok(Db::from_connection(rusqlite::Connection::open_in_memory().map_err(failed)?))
         }
 
         /// Runs one statement that returns no rows, binding `?` placeholders
         /// to `params` in order; returns the number of rows changed.
         pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+            self.drain()?;
             let n = self
                 .conn
                 .prepare_cached(sql)
@@ -142,7 +200,31 @@ mod imp {
 
         /// Runs one query, binding `?` placeholders to `params` in order, and
         /// returns every row.
+        /// Runs one statement that returns no rows, like [`Db::execute`],
+        /// but without waiting for it: the host queues it and runs queued
+        /// statements in order on a thread of its own while the projection
+        /// goes on with the next events, so a replay keeps SQLite and the
+        /// plugin's code busy at once. Use it for writes whose changed-row
+        /// count you do not need — the usual upserts and guarded updates.
+        ///
+        /// [`Db::execute`] and [`Db::query`] wait for the queue first (a
+        /// projection always reads its own writes), and so does the end of
+        /// the batch. If a queued statement fails, the batch fails at the
+        /// event that queued it, with its error, and is rolled back like any
+        /// failed batch; this call and later ones return the error too, once
+        /// the host has seen it. Natively, without a host, the statement
+        /// runs at once.
+        pub fn write(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+            match &self.queue {
+                Some(q) => q.write(self.position.get(), sql, params),
+                None => self.execute(sql, params).map(drop),
+            }
+        }
+
+        /// Runs one query, binding `?` placeholders to `params` in order, and
+        /// returns every row.
         pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
+            self.drain()?;
             let mut stmt = self.conn.prepare_cached(sql).map_err(failed)?;
             let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
             let n = columns.len();

@@ -8,6 +8,7 @@
 mod batch;
 #[allow(unsafe_code, missing_docs, clippy::all)]
 mod bindings;
+mod deferred;
 mod engine;
 pub mod guard;
 mod handler;
@@ -27,7 +28,9 @@ pub use bindings::exports::refract::plugin::decider::{
     Command, Description as HandlerDescription, NewEvent, Rejection,
 };
 pub use bindings::exports::refract::plugin::projector::{ApplyError, Description};
+pub use bindings::refract::plugin::sql::SqlError;
 pub use bindings::refract::plugin::types::{Event, Value};
+pub use deferred::{Failure, WriteQueue};
 pub use handler::{HandlerPlugin, NativeHandler};
 pub use projection::{NativeProjection, ProjectionInstance, ProjectionPlugin};
 pub use state::{PluginState, SqlSession};

@@ -22,9 +22,10 @@ use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, ca
 pub trait NativeProjection: Send + Sync {
     /// What the projection says about itself.
     fn describe(&self) -> Description;
-    /// Applies one batch through `conn`, inside the runner's transaction
-    /// and under the same SQL guard as a plugin.
-    fn apply(&self, conn: &rusqlite::Connection, events: &Batch) -> Result<(), ApplyError>;
+    /// Applies one batch through `sql` (its connection, or
+    /// [`SqlSession::write`] for statements to queue), inside the runner's
+    /// transaction and under the same SQL guard as a plugin.
+    fn apply(&self, sql: &SqlSession, events: &Batch) -> Result<(), ApplyError>;
 }
 
 /// The code of a projection: a compiled component, or native code.
@@ -112,7 +113,7 @@ impl ProjectionInstance {
             Instance::Native { imp, sql } => {
                 let s = sql.as_ref().ok_or_else(|| CallError::Trap("no database session".into()))?;
                 let _armed = s.guard.arm();
-                Ok(imp.apply(&s.conn, events))
+                Ok(imp.apply(s, events))
             }
         }
     }

@@ -1,7 +1,8 @@
 //! What a plugin instance's store holds, and the host side of the `sql` and
 //! `log` imports.
 
-use std::sync::Arc;
+use std::cell::OnceCell;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
@@ -12,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::refract::plugin::log::{self, Level};
 use super::bindings::refract::plugin::sql::{self, Rows, SqlError};
 use super::bindings::refract::plugin::types::{self, Value};
+use super::deferred::{DeferredWrites, Failure, WriteQueue};
 use super::guard::{self, SqlGuard};
 
 /// Most rows one `sql.query` call may return.
@@ -28,13 +30,77 @@ const RANDOM_SEED: u64 = 0x7265_6672_6163_7421;
 
 /// A projection's database connection with its SQL guard.
 pub struct SqlSession {
-    /// The connection to the projection's own database.
-    pub conn: Connection,
+    /// The writer of the statements the plugin queued (`sql.write`),
+    /// started by the first one. Declared before `conn`: it must stop
+    /// before the connection closes.
+    deferred: OnceCell<DeferredWrites>,
+    /// The connection to the projection's own database; used by one
+    /// thread at a time (see [`SqlSession::conn`]).
+    conn: Arc<Mutex<Connection>>,
     /// The authorizer installed on `conn`.
     pub guard: SqlGuard,
     /// The thread checkpointing the database's WAL. Declared after `conn`
     /// so it stops after the connection that nudges it is closed.
     pub wal: Option<crate::db::WalThread>,
+}
+
+impl SqlSession {
+    /// A session on `conn`, guarded by `guard`, its WAL checkpointed by `wal`.
+    pub fn new(conn: Connection, guard: SqlGuard, wal: Option<crate::db::WalThread>) -> Self {
+        Self { deferred: OnceCell::new(), conn: Arc::new(Mutex::new(conn)), guard, wal }
+    }
+
+    /// The connection. Statements the plugin queued may still be running
+    /// on it unless the batch was [settled](Self::settle) or
+    /// [drained](Self::drain) since; the lock then waits for the one
+    /// running, not for the queue.
+    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the session, keeping its connection.
+    pub fn into_conn(self) -> Connection {
+        let Self { deferred, conn, guard: _, wal: _ } = self;
+        // The writer holds the other reference; stopping it gives it back.
+        drop(deferred);
+        match Arc::try_unwrap(conn) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(_) => unreachable!("only the session and its writer hold the connection"),
+        }
+    }
+
+    /// Queues a statement of the event at `position` (`sql.write`): it runs
+    /// after every statement queued before it, on the session's writer
+    /// thread, while the caller goes on. Returns at once the refusals that
+    /// need no database, and the failure of an earlier queued statement of
+    /// the batch.
+    pub fn write(&self, position: u64, statement: String, params: Vec<Value>) -> Result<(), SqlError> {
+        self.write_queue()?.push(position, statement, params)
+    }
+
+    /// The queue of [`SqlSession::write`], its writer thread started if it
+    /// was not yet.
+    pub fn write_queue(&self) -> Result<&WriteQueue, SqlError> {
+        if let Some(w) = self.deferred.get() {
+            return Ok(&w.queue);
+        }
+        let w = DeferredWrites::start(self.conn.clone(), self.guard.clone())
+            .map_err(|e| SqlError::Failed(format!("cannot start the thread for queued statements: {e}")))?;
+        Ok(&self.deferred.get_or_init(|| w).queue)
+    }
+
+    /// Waits until every queued statement has run; the error of the one
+    /// that failed, if one did.
+    pub fn drain(&self) -> Result<(), SqlError> {
+        self.deferred.get().map_or(Ok(()), |w| w.queue.drain())
+    }
+
+    /// Ends the batch's queued statements: runs what is queued (`keep`) or
+    /// drops it, and returns the first that failed. Afterwards nothing is
+    /// queued and only the caller uses the connection.
+    pub fn settle(&self, keep: bool) -> Option<Failure> {
+        self.deferred.get().and_then(|w| w.queue.settle(keep))
+    }
 }
 
 /// The data of one plugin instance's store.
@@ -155,25 +221,36 @@ impl PluginState {
         })
     }
 
-    /// Runs `f` on the plugin's connection under the plugin SQL policy and
-    /// turns failures into the WIT error, with the authorizer's reason for
-    /// denials.
+    /// Runs `f` on the plugin's connection under the plugin SQL policy,
+    /// after the statements the plugin queued (see [`guarded`]).
     fn guarded<R>(
         &self,
         statement: &str,
         f: impl FnOnce(&Connection) -> Result<R, SqlError>,
     ) -> Result<R, SqlError> {
-        guard::precheck(statement).map_err(SqlError::Refused)?;
         let s = self.session()?;
-        let _armed = s.guard.arm();
-        f(&s.conn).map_err(|e| match s.guard.take_denial() {
-            Some(reason) => SqlError::Refused(reason),
-            None => e,
-        })
+        s.drain()?;
+        guarded(&s.conn(), &s.guard, statement, f)
     }
 }
 
-fn failed(e: rusqlite::Error) -> SqlError {
+/// Runs `f` on `conn` under the plugin SQL policy and turns failures into
+/// the WIT error, with the authorizer's reason for denials.
+pub(super) fn guarded<R>(
+    conn: &Connection,
+    guard: &SqlGuard,
+    statement: &str,
+    f: impl FnOnce(&Connection) -> Result<R, SqlError>,
+) -> Result<R, SqlError> {
+    guard::precheck(statement).map_err(SqlError::Refused)?;
+    let _armed = guard.arm();
+    f(conn).map_err(|e| match guard.take_denial() {
+        Some(reason) => SqlError::Refused(reason),
+        None => e,
+    })
+}
+
+pub(super) fn failed(e: rusqlite::Error) -> SqlError {
     SqlError::Failed(e.to_string())
 }
 
@@ -184,6 +261,10 @@ impl sql::Host for PluginState {
             let n = stmt.execute(rusqlite::params_from_iter(params.iter())).map_err(failed)?;
             Ok(n as u64)
         })
+    }
+
+    fn write(&mut self, position: u64, statement: String, params: Vec<Value>) -> Result<(), SqlError> {
+        self.session()?.write(position, statement, params)
     }
 
     fn query(&mut self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {

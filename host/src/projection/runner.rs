@@ -153,7 +153,7 @@ impl Runner {
     fn run_inner(&mut self) -> Result<(), String> {
         let (session, meta) = store::open(&self.db_path, &self.plugin)?;
         self.shared.publish(meta.position);
-        let dead = store::count_dead_letters(&session.conn).unwrap_or(0);
+        let dead = store::count_dead_letters(&session.conn()).unwrap_or(0);
         self.shared.update(|s| {
             s.position = meta.position;
             s.dead_letters = dead;
@@ -239,7 +239,7 @@ impl Runner {
     fn obey(&mut self, w: &mut Work) -> Result<(), String> {
         let wanted = *self.control.borrow_and_update();
         if wanted.paused != w.seen.paused {
-            store::set_paused(&self.session(w)?.conn, wanted.paused).map_err(|e| e.to_string())?;
+            store::set_paused(&self.session(w)?.conn(), wanted.paused).map_err(|e| e.to_string())?;
             tracing::info!(projection = %self.plugin.description.name, paused = wanted.paused, "operator request");
         }
         if wanted.resume != w.seen.resume {
@@ -252,7 +252,7 @@ impl Runner {
             let error = self.shared.status().error.map(|f| f.message).unwrap_or_default();
             let dead =
                 DeadLetter { event: &event, error: &error, plugin_hash: &self.plugin.hash, attempts: 0 };
-            store::dead_letter(&self.session(w)?.conn, &dead, event.position).map_err(|e| e.to_string())?;
+            store::dead_letter(&self.session(w)?.conn(), &dead, event.position).map_err(|e| e.to_string())?;
             self.shared.metrics.dead_lettered.inc();
             self.after_commit(w, event.position, 0);
             self.refresh_dead_letter_count(w)?;
@@ -272,7 +272,7 @@ impl Runner {
     /// Applies each dead letter again, on its own; those that succeed leave
     /// the dead letters.
     fn retry_dead_letters(&mut self, w: &mut Work) -> Result<(), String> {
-        let positions = store::dead_letter_positions(&self.session(w)?.conn).map_err(|e| e.to_string())?;
+        let positions = store::dead_letter_positions(&self.session(w)?.conn()).map_err(|e| e.to_string())?;
         for position in positions {
             let events = w.reader.event_at(position).map_err(|e| e.to_string())?;
             let inst = w.instance.take().ok_or("lost the plugin instance")?;
@@ -286,7 +286,7 @@ impl Runner {
     }
 
     fn refresh_dead_letter_count(&self, w: &mut Work) -> Result<(), String> {
-        let n = store::count_dead_letters(&self.session(w)?.conn).map_err(|e| e.to_string())?;
+        let n = store::count_dead_letters(&self.session(w)?.conn()).map_err(|e| e.to_string())?;
         self.shared.update(|s| s.dead_letters = n);
         Ok(())
     }
@@ -354,7 +354,7 @@ impl Runner {
                         plugin_hash: &self.plugin.hash,
                         attempts: attempt,
                     };
-                    store::dead_letter(&self.session(w)?.conn, &dead, upto).map_err(|e| e.to_string())?;
+                    store::dead_letter(&self.session(w)?.conn(), &dead, upto).map_err(|e| e.to_string())?;
                     self.shared.metrics.dead_lettered.inc();
                     self.after_commit(w, upto, 0);
                     self.refresh_dead_letter_count(w)?;
@@ -376,7 +376,7 @@ impl Runner {
             && self.options.catch_up_cache_kib > 0
             && let Some(s) = inst.sql()
         {
-            w.raised_cache = raise_cache(&s.conn, self.options.catch_up_cache_kib);
+            w.raised_cache = raise_cache(&s.conn(), self.options.catch_up_cache_kib);
         }
         let outcome = match w.open {
             Some(_) => Ok(()),
@@ -413,7 +413,7 @@ impl Runner {
         if let Some(size) = w.raised_cache.take()
             && let Ok(s) = self.session(w)
         {
-            let _ = s.conn.pragma_update(None, "cache_size", size);
+            let _ = s.conn().pragma_update(None, "cache_size", size);
         }
     }
 
@@ -421,7 +421,8 @@ impl Runner {
     fn commit_open(&mut self, w: &mut Work) -> Result<(), String> {
         let Some(open) = w.open.take() else { return Ok(()) };
         let checkpoint = w.checkpoint;
-        match store::commit_batch(&self.session(w)?.conn, checkpoint) {
+        let committed = store::commit_batch(&self.session(w)?.conn(), checkpoint);
+        match committed {
             Ok(()) => {
                 self.shared.metrics.observe_commit(open.batches, open.applied);
                 self.after_commit(w, checkpoint, open.applied);
@@ -429,7 +430,7 @@ impl Runner {
             }
             Err(e) => {
                 // Nothing of it is kept: go again from the last commit.
-                let _ = self.session(w)?.conn.execute_batch(super::sql::ROLLBACK);
+                let _ = self.session(w)?.conn().execute_batch(super::sql::ROLLBACK);
                 tracing::warn!(
                     projection = %self.plugin.description.name,
                     error = %e,
@@ -491,7 +492,7 @@ impl Runner {
     /// `e` left it unusable.
     fn roll_back(&self, mut inst: ProjectionInstance, e: &BatchError) -> Result<ProjectionInstance, String> {
         if let Some(s) = inst.sql() {
-            let _ = s.conn.execute_batch(super::sql::ROLLBACK);
+            let _ = s.conn().execute_batch(super::sql::ROLLBACK);
         }
         if e.poisoned {
             let session: SqlSession = inst.into_sql().ok_or("lost the database session")?;
@@ -539,13 +540,14 @@ pub(super) fn attempt(
 ) -> Result<(), BatchError> {
     begin(inst)?;
     apply_events(inst, events)?;
-    let conn = &inst.sql().ok_or_else(lost)?.conn;
+    let session = inst.sql().ok_or_else(lost)?;
+    let conn = session.conn();
     if let Some(position) = dead_letter {
         conn.execute(super::sql::DELETE_DEAD_LETTER, [position]).map_err(storage)?;
         return conn.execute_batch(super::sql::COMMIT).map_err(storage);
     }
     match checkpoint {
-        Some(c) => store::commit_batch(conn, c).map_err(storage),
+        Some(c) => store::commit_batch(&conn, c).map_err(storage),
         None => conn.execute_batch(super::sql::COMMIT).map_err(storage),
     }
 }
@@ -567,7 +569,7 @@ fn raise_cache(conn: &Connection, kib: u32) -> Option<i64> {
 
 /// Opens a transaction on the instance's database.
 fn begin(inst: &mut ProjectionInstance) -> Result<(), BatchError> {
-    inst.sql().ok_or_else(lost)?.conn.execute_batch(super::sql::BEGIN).map_err(storage)
+    inst.sql().ok_or_else(lost)?.conn().execute_batch(super::sql::BEGIN).map_err(storage)
 }
 
 /// Hands `events` to the plugin, inside the open transaction.
@@ -575,10 +577,34 @@ fn apply_events(inst: &mut ProjectionInstance, events: &Batch) -> Result<(), Bat
     if events.is_empty() {
         return Ok(());
     }
-    match inst.apply(events) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(BatchError { message: e.message, position: Some(e.position), poisoned: false }),
-        Err(e) => Err(BatchError { message: e.to_string(), position: None, poisoned: true }),
+    let outcome = inst.apply(events);
+    // Statements the plugin queued run (or, if the batch failed anyway, are
+    // dropped) before the runner touches the connection again. One that
+    // failed belongs to an event at or before the plugin's own failure, so
+    // it is the batch's failure.
+    let queued = inst.sql().and_then(|s| s.settle(matches!(outcome, Ok(Ok(())))));
+    match (outcome, queued) {
+        (Err(e), queued) => {
+            Err(BatchError { message: e.to_string(), position: queued.map(|f| f.position), poisoned: true })
+        }
+        (Ok(_), Some(f)) => Err(BatchError {
+            message: failure_message(&f.error),
+            position: Some(f.position),
+            poisoned: false,
+        }),
+        (Ok(Ok(())), None) => Ok(()),
+        (Ok(Err(e)), None) => {
+            Err(BatchError { message: e.message, position: Some(e.position), poisoned: false })
+        }
+    }
+}
+
+/// How a failed queued statement reads in the projection's status: as the
+/// SDK words a failed `execute` that fails an event.
+fn failure_message(e: &crate::plugin::SqlError) -> String {
+    match e {
+        crate::plugin::SqlError::Refused(m) => format!("statement refused by the host: {m}"),
+        crate::plugin::SqlError::Failed(m) => format!("SQL failed: {m}"),
     }
 }
 

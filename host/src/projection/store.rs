@@ -62,7 +62,7 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta)
     let guard = SqlGuard::install(&mut conn, Policy::Plugin).map_err(|e| ctx("cannot guard", e))?;
     let wal = db::WalThread::start(&mut conn, path, &d.name)
         .map_err(|e| ctx("cannot start the WAL thread for", e))?;
-    let session = SqlSession { conn, guard, wal: Some(wal) };
+    let session = SqlSession::new(conn, guard, Some(wal));
     run_migrations(&session, &d.migrations, applied)?;
     Ok((session, Meta { position, paused }))
 }
@@ -73,18 +73,18 @@ fn run_migrations(s: &SqlSession, migrations: &[String], applied: usize) -> Resu
     for (i, m) in migrations.iter().enumerate().skip(applied) {
         let run = || -> Result<(), String> {
             crate::plugin::guard::precheck(m)?;
-            s.conn.execute_batch(sql::BEGIN).map_err(|e| e.to_string())?;
+            s.conn().execute_batch(sql::BEGIN).map_err(|e| e.to_string())?;
             {
                 let _armed = s.guard.arm();
-                s.conn
+                s.conn()
                     .execute_batch(m)
                     .map_err(|e| s.guard.take_denial().unwrap_or_else(|| e.to_string()))?;
             }
-            s.conn.execute(sql::SET_MIGRATIONS, [i + 1]).map_err(|e| e.to_string())?;
-            s.conn.execute_batch(sql::COMMIT).map_err(|e| e.to_string())
+            s.conn().execute(sql::SET_MIGRATIONS, [i + 1]).map_err(|e| e.to_string())?;
+            s.conn().execute_batch(sql::COMMIT).map_err(|e| e.to_string())
         };
         if let Err(e) = run() {
-            let _ = s.conn.execute_batch(sql::ROLLBACK);
+            let _ = s.conn().execute_batch(sql::ROLLBACK);
             return Err(format!("migration {} failed: {e}", i + 1));
         }
     }

@@ -130,7 +130,7 @@ fn rebuild(
         after = last;
     }
     let session = inst.into_sql().ok_or("lost the database session")?;
-    Ok(session.conn)
+    Ok(session.into_conn())
 }
 
 /// The plugin's tables (not SQLite's, not the host's bookkeeping).

@@ -93,22 +93,22 @@ impl Projection for OrderSummary {
                 let e: OrderPlaced = event.data()?;
                 let count: i64 = e.items.iter().map(|i| i.quantity).sum();
                 let total: f64 = e.items.iter().map(|i| i.quantity as f64 * i.price).sum();
-                db.execute(PLACE, params![order, &e.customer, count, total, pos])?;
+                db.write(PLACE, params![order, &e.customer, count, total, pos])?;
             }
             "ItemAdded" => {
                 let i: Item = event.data()?;
-                db.execute(ADD_ITEM, params![order, i.quantity, i.quantity as f64 * i.price, pos])?;
+                db.write(ADD_ITEM, params![order, i.quantity, i.quantity as f64 * i.price, pos])?;
             }
             "OrderPaid" => {
                 let _: OrderPaid = event.data()?;
-                db.execute(SET_STATUS, params![order, "paid", pos])?;
+                db.write(SET_STATUS, params![order, "paid", pos])?;
             }
             "OrderShipped" => {
                 let _: OrderShipped = event.data()?;
-                db.execute(SET_STATUS, params![order, "shipped", pos])?;
+                db.write(SET_STATUS, params![order, "shipped", pos])?;
             }
             "OrderCancelled" => {
-                db.execute(SET_STATUS, params![order, "cancelled", pos])?;
+                db.write(SET_STATUS, params![order, "cancelled", pos])?;
             }
             _ => {}
         }

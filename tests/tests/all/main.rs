@@ -14,5 +14,6 @@ mod hostile_plugins;
 mod hot_reload;
 mod instance_pool;
 mod operations;
+mod queued_writes;
 mod soak;
 mod support;

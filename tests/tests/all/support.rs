@@ -26,6 +26,8 @@ pub const LOOPER: &str = env!("REFRACT_PLUGIN_LOOPER");
 pub const HOSTILE: &str = env!("REFRACT_PLUGIN_HOSTILE");
 /// A projection that tries to escape its database.
 pub const ESCAPER: &str = env!("REFRACT_PLUGIN_ESCAPER");
+/// A projection that queues its writes (`Db::write`) and fails on purpose.
+pub const TALLY: &str = env!("REFRACT_PLUGIN_TALLY");
 
 /// Copies `plugins` into a fresh plugins directory under `dir`.
 pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {

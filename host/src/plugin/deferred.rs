@@ -1,0 +1,216 @@
+//! Statements a projection queued with `sql.write`, run in order on a
+//! thread of their own, on the projection's connection, while the plugin
+//! goes on decoding the next events: a replay keeps one core in the
+//! plugin's code and one in SQLite instead of taking turns.
+//!
+//! The connection is only ever used by one thread at a time: whatever else
+//! touches it — the plugin's `execute` and `query`, and the runner at the
+//! end of every `apply` call, before it commits or rolls back — first waits
+//! until everything queued has run ([`DeferredWrites::drain`]). The first
+//! failure is kept with the position of the event whose statement failed;
+//! what was queued after it is dropped, and every later `write` of the
+//! batch returns the same error without queueing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+
+use super::bindings::refract::plugin::sql::SqlError;
+use super::bindings::refract::plugin::types::Value;
+use super::guard::SqlGuard;
+use super::state::{failed, guarded};
+
+/// Most statements waiting at once; a plugin that queues faster than
+/// SQLite runs them waits for room, so the queue's memory stays bounded.
+const MAX_QUEUED: usize = 4096;
+
+/// A queued statement that failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The event whose statement failed.
+    pub position: u64,
+    /// Why.
+    pub error: SqlError,
+}
+
+struct Item {
+    position: u64,
+    statement: String,
+    params: Vec<Value>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: Vec<Item>,
+    /// The writer has taken items out and not finished them.
+    running: bool,
+    failed: Option<Failure>,
+    /// Statements that have run, handed back so that the thread that
+    /// allocated their strings frees them: freeing on the writer thread
+    /// contends for the allocator's arena with the thread allocating.
+    spent: Vec<Item>,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when there is work for the writer (or it must stop).
+    work: Condvar,
+    /// Signalled when the writer took items out or finished them.
+    progress: Condvar,
+    /// Skip what the writer has taken out: a statement failed, or the batch
+    /// failed anyway. Read without the lock, once per statement.
+    skip: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer thread of one projection's connection.
+pub struct DeferredWrites {
+    /// Its queue.
+    pub queue: WriteQueue,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The queue of a writer thread, to queue statements and wait for them.
+#[derive(Clone)]
+pub struct WriteQueue {
+    shared: Arc<Shared>,
+}
+
+impl DeferredWrites {
+    /// Starts the writer for `conn`, checking statements with `guard`.
+    pub fn start(conn: Arc<Mutex<Connection>>, guard: SqlGuard) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("refract-writes".into())
+            .spawn(move || run(&s, &conn, &guard))?;
+        Ok(Self { queue: WriteQueue { shared }, thread: Some(thread) })
+    }
+}
+
+impl WriteQueue {
+    /// Queues a statement of the event at `position`; the error of an
+    /// earlier failed statement of the batch instead, without queueing.
+    /// Refusals that need no database come at once.
+    pub fn push(&self, position: u64, statement: String, params: Vec<Value>) -> Result<(), SqlError> {
+        super::guard::precheck(&statement).map_err(SqlError::Refused)?;
+        let mut q = self.shared.lock();
+        let spent = std::mem::take(&mut q.spent);
+        while q.items.len() >= MAX_QUEUED && q.failed.is_none() {
+            q = self.shared.progress.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(f) = &q.failed {
+            return Err(f.error.clone());
+        }
+        q.items.push(Item { position, statement, params });
+        if !q.running && q.items.len() == 1 {
+            self.shared.work.notify_one();
+        }
+        drop(q);
+        // Freed here, by the thread that allocated them, outside the lock.
+        drop(spent);
+        Ok(())
+    }
+
+    /// Waits until everything queued has run; the error of the first
+    /// statement that failed, if one did (kept for [`settle`](Self::settle)).
+    pub fn drain(&self) -> Result<(), SqlError> {
+        let mut q = self.wait_idle(false);
+        let _spent = std::mem::take(&mut q.spent);
+        match &q.failed {
+            Some(f) => Err(f.error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a batch: waits for what is queued to run (`keep`) or drops it
+    /// (the batch failed anyway), and returns the first failure, clearing
+    /// it for the next batch.
+    pub fn settle(&self, keep: bool) -> Option<Failure> {
+        let mut q = self.wait_idle(!keep);
+        self.shared.skip.store(false, Ordering::Relaxed);
+        let _spent = std::mem::take(&mut q.spent);
+        q.failed.take()
+    }
+
+    fn wait_idle(&self, discard: bool) -> MutexGuard<'_, Queue> {
+        let mut q = self.shared.lock();
+        if discard {
+            q.items.clear();
+            self.shared.skip.store(true, Ordering::Relaxed);
+        }
+        while q.running || !q.items.is_empty() {
+            q = self.shared.progress.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        q
+    }
+}
+
+impl Drop for DeferredWrites {
+    fn drop(&mut self) {
+        let shared = &self.queue.shared;
+        {
+            let mut q = shared.lock();
+            q.items.clear();
+            q.stop = true;
+            shared.skip.store(true, Ordering::Relaxed);
+        }
+        shared.work.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer: takes everything queued at once and runs it in order.
+fn run(shared: &Shared, conn: &Mutex<Connection>, guard: &SqlGuard) {
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut q = shared.lock();
+            if q.spent.is_empty() {
+                std::mem::swap(&mut q.spent, &mut batch);
+            } else {
+                q.spent.append(&mut batch);
+            }
+            q.running = false;
+            shared.progress.notify_all();
+            while q.items.is_empty() && !q.stop {
+                q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            if q.stop {
+                return;
+            }
+            std::mem::swap(&mut q.items, &mut batch);
+            q.running = true;
+            if batch.len() >= MAX_QUEUED {
+                shared.progress.notify_all();
+            }
+        }
+        // Nobody else uses the connection until the queue is drained.
+        let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        for item in &batch {
+            if shared.skip.load(Ordering::Relaxed) {
+                continue;
+            }
+            let outcome = guarded(&conn, guard, &item.statement, |c| {
+                let mut stmt = c.prepare_cached(&item.statement).map_err(failed)?;
+                stmt.execute(rusqlite::params_from_iter(item.params.iter())).map_err(failed)
+            });
+            if let Err(error) = outcome {
+                let mut q = shared.lock();
+                q.failed = Some(Failure { position: item.position, error });
+                shared.skip.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
