@@ -198,8 +198,6 @@ mod imp {
             Ok(n as u64)
         }
 
-        /// Runs one query, binding `?` placeholders to `params` in order, and
-        /// returns every row.
         /// Runs one statement that returns no rows, like [`Db::execute`],
         /// but without waiting for it: the host queues it and runs queued
         /// statements in order on a thread of its own while the projection
