@@ -6,7 +6,7 @@
 //! The connection is only ever used by one thread at a time: whatever else
 //! touches it — the plugin's `execute` and `query`, and the runner at the
 //! end of every `apply` call, before it commits or rolls back — first waits
-//! until everything queued has run ([`DeferredWrites::drain`]). The first
+//! until everything queued has run ([`WriteQueue::drain`]). The first
 //! failure is kept with the position of the event whose statement failed;
 //! what was queued after it is dropped, and every later `write` of the
 //! batch returns the same error without queueing.
@@ -20,7 +20,7 @@ use rusqlite::Connection;
 use super::bindings::refract::plugin::sql::SqlError;
 use super::bindings::refract::plugin::types::Value;
 use super::guard::SqlGuard;
-use super::state::{failed, guarded};
+use super::state::{failed, refusal_or};
 
 /// Most statements waiting at once; a plugin that queues faster than
 /// SQLite runs them waits for room, so the queue's memory stays bounded.
@@ -196,16 +196,19 @@ fn run(shared: &Shared, conn: &Mutex<Connection>, guard: &SqlGuard) {
                 shared.progress.notify_all();
             }
         }
-        // Nobody else uses the connection until the queue is drained.
+        // Nobody else uses the connection until the queue is drained. The
+        // statements passed `precheck` when queued; the guard is armed once
+        // for all of them (a denial ends the run, so none is left over).
         let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let _armed = guard.arm();
         for item in &batch {
             if shared.skip.load(Ordering::Relaxed) {
                 continue;
             }
-            let outcome = guarded(&conn, guard, &item.statement, |c| {
-                let mut stmt = c.prepare_cached(&item.statement).map_err(failed)?;
-                stmt.execute(rusqlite::params_from_iter(item.params.iter())).map_err(failed)
-            });
+            let outcome = conn
+                .prepare_cached(&item.statement)
+                .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(item.params.iter())))
+                .map_err(|e| refusal_or(guard, failed(e)));
             if let Err(error) = outcome {
                 let mut q = shared.lock();
                 q.failed = Some(Failure { position: item.position, error });

@@ -222,32 +222,28 @@ impl PluginState {
     }
 
     /// Runs `f` on the plugin's connection under the plugin SQL policy,
-    /// after the statements the plugin queued (see [`guarded`]).
+    /// after the statements the plugin queued, and turns failures into the
+    /// WIT error, with the authorizer's reason for denials.
     fn guarded<R>(
         &self,
         statement: &str,
         f: impl FnOnce(&Connection) -> Result<R, SqlError>,
     ) -> Result<R, SqlError> {
+        guard::precheck(statement).map_err(SqlError::Refused)?;
         let s = self.session()?;
         s.drain()?;
-        guarded(&s.conn(), &s.guard, statement, f)
+        let conn = s.conn();
+        let _armed = s.guard.arm();
+        f(&conn).map_err(|e| refusal_or(&s.guard, e))
     }
 }
 
-/// Runs `f` on `conn` under the plugin SQL policy and turns failures into
-/// the WIT error, with the authorizer's reason for denials.
-pub(super) fn guarded<R>(
-    conn: &Connection,
-    guard: &SqlGuard,
-    statement: &str,
-    f: impl FnOnce(&Connection) -> Result<R, SqlError>,
-) -> Result<R, SqlError> {
-    guard::precheck(statement).map_err(SqlError::Refused)?;
-    let _armed = guard.arm();
-    f(conn).map_err(|e| match guard.take_denial() {
+/// The authorizer's reason if it denied the failed statement, else `e`.
+pub(super) fn refusal_or(guard: &SqlGuard, e: SqlError) -> SqlError {
+    match guard.take_denial() {
         Some(reason) => SqlError::Refused(reason),
         None => e,
-    })
+    }
 }
 
 pub(super) fn failed(e: rusqlite::Error) -> SqlError {
