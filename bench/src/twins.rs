@@ -6,36 +6,31 @@
 
 use refract::plugin::{
     ApplyError, Batch, Command, Description, Event, EventRef, HandlerDescription, NativeHandler,
-    NativeProjection, NewEvent, Rejection, SqlError, SqlSession, Value, WriteQueue,
+    NativeProjection, NewEvent, QueuedWrites, Rejection, SqlError, SqlSession, WriteQueue,
 };
 
 /// The host's queue of queued statements, as the SDK's native `Db` takes
-/// it: what a plugin's `sql.write` reaches through the Wasm boundary.
+/// it: what a plugin's `sql.write-queued` reaches through the Wasm
+/// boundary. The packed lists are handed over as they are, where a plugin's
+/// are copied out of its memory.
 struct Queue(WriteQueue);
 
 impl refract_sdk::__private::WriteQueue for Queue {
-    fn write(
+    fn write_queued(
         &self,
-        position: u64,
-        sql: &str,
-        params: &[refract_sdk::Value],
+        w: refract_sdk::__private::bindings::refract::plugin::sql::QueuedWrites,
     ) -> Result<(), refract_sdk::SqlError> {
-        let params = params.iter().map(to_host).collect();
-        self.0.push(position, sql.to_owned(), params).map_err(to_sdk_error)
+        let writes = QueuedWrites {
+            statements: w.statements,
+            positions: w.positions,
+            statement_indices: w.statement_indices,
+            params: w.params,
+        };
+        self.0.push_packed(writes).map_err(to_sdk_error)
     }
 
     fn drain(&self) -> Result<(), refract_sdk::SqlError> {
         self.0.drain().map_err(to_sdk_error)
-    }
-}
-
-fn to_host(v: &refract_sdk::Value) -> Value {
-    match v {
-        refract_sdk::Value::Null => Value::Null,
-        refract_sdk::Value::Integer(i) => Value::Integer(*i),
-        refract_sdk::Value::Real(r) => Value::Real(*r),
-        refract_sdk::Value::Text(t) => Value::Text(t.clone()),
-        refract_sdk::Value::Blob(b) => Value::Blob(b.clone()),
     }
 }
 
@@ -107,7 +102,8 @@ impl NativeProjection for OrderSummaryTwin {
             <order_summary::OrderSummary as refract_sdk::Projection>::apply(&db, &event)
                 .map_err(|err| ApplyError { position: e.position, message: err.message().to_owned() })?;
         }
-        Ok(())
+        // As the SDK does at the end of a plugin's batch.
+        db.flush().map_err(|err| failed(format!("{err:?}")))
     }
 }
 

@@ -55,6 +55,7 @@ mod event;
 mod handler;
 pub mod log;
 mod projection;
+mod queued;
 mod sql;
 pub mod testing;
 mod value;

@@ -63,7 +63,8 @@ pub fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyEr
         P::apply(db, event)
             .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }
-    Ok(())
+    let last = events.last().map_or(0, |e| e.position);
+    db.flush().map_err(|e| ApplyError { position: last, message: crate::sql::describe(&e) })
 }
 
 /// Applies a packed batch (see `event-batch` in `wit/projection.wit`) in
@@ -112,7 +113,9 @@ pub fn apply_batch<P: Projection>(db: &Db, batch: &EventBatch) -> Result<(), App
         P::apply(db, &event)
             .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }
-    Ok(())
+    // The statements still queued in the plugin go to the host before the
+    // batch ends.
+    db.flush().map_err(|e| ApplyError { position: event.position, message: crate::sql::describe(&e) })
 }
 
 /// Adapts a [`Projection`] to the exported WIT interface.

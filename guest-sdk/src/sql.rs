@@ -1,10 +1,12 @@
 //! SQL on the projection's own database.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
+use crate::queued::Pending;
 use crate::{Error, FromValue, Value};
 
+use crate::__private::bindings::refract::plugin::sql::QueuedWrites;
 /// Why a statement failed (see the `sql` interface in `wit/sql.wit`).
 pub use crate::__private::bindings::refract::plugin::sql::SqlError;
 
@@ -61,6 +63,8 @@ pub struct Db {
     /// The position of the event being applied, the one a failed
     /// [`Db::write`] is blamed on.
     position: Cell<u64>,
+    /// Statements [`Db::write`] queued and not yet handed to the host.
+    pending: RefCell<Pending>,
     #[cfg(not(target_family = "wasm"))]
     conn: rusqlite::Connection,
     #[cfg(not(target_family = "wasm"))]
@@ -74,6 +78,13 @@ impl Db {
     pub fn set_position(&self, position: u64) {
         self.position.set(position);
     }
+
+    /// Queues a statement of [`Db::write`] and sends the queue once it is
+    /// full.
+    fn queue(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+        let full = self.pending.borrow_mut().push(self.position.get(), sql, params);
+        if full { self.flush() } else { Ok(()) }
+    }
 }
 
 /// Where a host that runs projection code natively queues the statements
@@ -82,8 +93,8 @@ impl Db {
 #[doc(hidden)]
 #[cfg(not(target_family = "wasm"))]
 pub trait WriteQueue {
-    /// Queues `sql` for the event at `position`.
-    fn write(&self, position: u64, sql: &str, params: &[Value]) -> Result<(), SqlError>;
+    /// Queues the packed statements of `writes` (`sql.write-queued`).
+    fn write_queued(&self, writes: QueuedWrites) -> Result<(), SqlError>;
     /// Waits until everything queued has run.
     fn drain(&self) -> Result<(), SqlError>;
 }
@@ -101,12 +112,27 @@ mod imp {
 
     impl Db {
         pub(crate) fn host() -> Self {
-            Db { position: Cell::new(0) }
+            Db { position: Cell::new(0), pending: RefCell::default() }
+        }
+
+        /// Hands the statements [`Db::write`] queued to the host now; the
+        /// SDK does so when its queue is full, before [`Db::execute`] and
+        /// [`Db::query`], and at the end of each batch.
+        #[doc(hidden)]
+        pub fn flush(&self) -> Result<(), SqlError> {
+            let mut pending = self.pending.borrow_mut();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let sent = host::write_queued(pending.writes());
+            pending.clear();
+            sent
         }
 
         /// Runs one statement that returns no rows, binding `?` placeholders
         /// to `params` in order; returns the number of rows changed.
         pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+            self.flush()?;
             host::execute(sql, params)
         }
 
@@ -121,16 +147,20 @@ mod imp {
         /// projection always reads its own writes), and so does the end of
         /// the batch. If a queued statement fails, the batch fails at the
         /// event that queued it, with its error, and is rolled back like any
-        /// failed batch; this call and later ones return the error too, once
-        /// the host has seen it. Natively, without a host, the statement
-        /// runs at once.
+        /// failed batch; later calls return the error too, once the host has
+        /// seen it. Natively, without a host, the statement runs at once.
+        ///
+        /// The SDK gathers queued statements and hands them to the host
+        /// several at a time, so a statement costs the plugin little more
+        /// than packing its parameters.
         pub fn write(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
-            host::write(self.position.get(), sql, params)
+            self.queue(sql, params)
         }
 
         /// Runs one query, binding `?` placeholders to `params` in order, and
         /// returns every row.
         pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
+            self.flush()?;
             host::query(sql, params).map(|r| Rows { columns: r.columns, rows: r.rows })
         }
     }
@@ -166,7 +196,7 @@ mod imp {
         /// twins in the benchmarks). Not part of the plugin API.
         #[doc(hidden)]
         pub fn from_connection(conn: rusqlite::Connection) -> Self {
-            Db { position: Cell::new(0), conn, queue: None }
+            Db { position: Cell::new(0), pending: RefCell::default(), conn, queue: None }
         }
 
         /// Queues [`Db::write`]'s statements on `queue` instead of running
@@ -177,8 +207,23 @@ mod imp {
             self
         }
 
+        /// Waits until every statement [`Db::write`] queued has run.
         fn drain(&self) -> Result<(), SqlError> {
+            self.flush()?;
             self.queue.as_ref().map_or(Ok(()), |q| q.drain())
+        }
+
+        /// Hands the statements [`Db::write`] queued to the host's queue
+        /// now; the SDK does so when its queue is full, before
+        /// [`Db::execute`] and [`Db::query`], and at the end of each batch.
+        #[doc(hidden)]
+        pub fn flush(&self) -> Result<(), SqlError> {
+            let Some(queue) = &self.queue else { return Ok(()) };
+            let mut pending = self.pending.borrow_mut();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            queue.write_queued(pending.take())
         }
 
         /// A fresh in-memory database, for unit tests of projection logic.
@@ -209,12 +254,15 @@ mod imp {
         /// projection always reads its own writes), and so does the end of
         /// the batch. If a queued statement fails, the batch fails at the
         /// event that queued it, with its error, and is rolled back like any
-        /// failed batch; this call and later ones return the error too, once
-        /// the host has seen it. Natively, without a host, the statement
-        /// runs at once.
+        /// failed batch; later calls return the error too, once the host has
+        /// seen it. Natively, without a host, the statement runs at once.
+        ///
+        /// The SDK gathers queued statements and hands them to the host
+        /// several at a time, so a statement costs the plugin little more
+        /// than packing its parameters.
         pub fn write(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
             match &self.queue {
-                Some(q) => q.write(self.position.get(), sql, params),
+                Some(_) => self.queue(sql, params),
                 None => self.execute(sql, params).map(drop),
             }
         }

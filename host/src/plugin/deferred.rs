@@ -10,6 +10,11 @@
 //! failure is kept with the position of the event whose statement failed;
 //! what was queued after it is dropped, and every later `write` of the
 //! batch returns the same error without queueing.
+//!
+//! Statements come one per call (`sql.write`) or many per call, packed
+//! (`sql.write-queued`, what the SDK sends): a packed call is queued as it
+//! came, and its parameters are bound on the writer straight from its
+//! bytes, so the plugin's thread spends next to nothing per statement.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,9 +22,10 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::bindings::refract::plugin::sql::SqlError;
+use super::bindings::refract::plugin::sql::{QueuedWrites, SqlError};
 use super::bindings::refract::plugin::types::Value;
-use super::guard::SqlGuard;
+use super::guard::{self, SqlGuard};
+use super::packed::{BindError, Params};
 use super::state::{failed, refusal_or};
 
 /// Most statements waiting at once; a plugin that queues faster than
@@ -35,15 +41,28 @@ pub struct Failure {
     pub error: SqlError,
 }
 
-struct Item {
-    position: u64,
-    statement: String,
-    params: Vec<Value>,
+enum Item {
+    /// One statement (`sql.write`).
+    One { position: u64, statement: String, params: Vec<Value> },
+    /// Statements packed together (`sql.write-queued`), checked for shape.
+    Packed(QueuedWrites),
+}
+
+impl Item {
+    /// How many statements it holds.
+    fn len(&self) -> usize {
+        match self {
+            Item::One { .. } => 1,
+            Item::Packed(w) => w.positions.len(),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Queue {
     items: Vec<Item>,
+    /// Statements in `items`.
+    queued: usize,
     /// The writer has taken items out and not finished them.
     running: bool,
     failed: Option<Failure>,
@@ -102,16 +121,54 @@ impl WriteQueue {
     /// earlier failed statement of the batch instead, without queueing.
     /// Refusals that need no database come at once.
     pub fn push(&self, position: u64, statement: String, params: Vec<Value>) -> Result<(), SqlError> {
-        super::guard::precheck(&statement).map_err(SqlError::Refused)?;
+        guard::precheck(&statement).map_err(SqlError::Refused)?;
+        self.enqueue(Item::One { position, statement, params })
+    }
+
+    /// Queues packed statements (`sql.write-queued`) to run in order; the
+    /// error of an earlier failed statement of the batch instead. Lists of
+    /// different lengths, or an index past the statements, are refused
+    /// here and nothing is queued; everything else about a statement is
+    /// checked when it runs, and fails it at its event.
+    pub fn push_packed(&self, writes: QueuedWrites) -> Result<(), SqlError> {
+        let n = writes.statements.len();
+        if writes.statement_indices.len() != writes.positions.len() {
+            return Err(SqlError::Refused(format!(
+                "malformed queued writes: {} positions but {} statement indices",
+                writes.positions.len(),
+                writes.statement_indices.len()
+            )));
+        }
+        if let Some(i) = writes.statement_indices.iter().find(|&&i| i as usize >= n) {
+            return Err(SqlError::Refused(format!(
+                "malformed queued writes: statement index {i}, but only {n} statements"
+            )));
+        }
+        if writes.positions.is_empty() {
+            return self.drained_failure();
+        }
+        self.enqueue(Item::Packed(writes))
+    }
+
+    /// The failure of an earlier statement of the batch, if there is one.
+    fn drained_failure(&self) -> Result<(), SqlError> {
+        match &self.shared.lock().failed {
+            Some(f) => Err(f.error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn enqueue(&self, item: Item) -> Result<(), SqlError> {
         let mut q = self.shared.lock();
         let spent = std::mem::take(&mut q.spent);
-        while q.items.len() >= MAX_QUEUED && q.failed.is_none() {
+        while q.queued >= MAX_QUEUED && q.failed.is_none() {
             q = self.shared.progress.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         if let Some(f) = &q.failed {
             return Err(f.error.clone());
         }
-        q.items.push(Item { position, statement, params });
+        q.queued += item.len();
+        q.items.push(item);
         if !q.running && q.items.len() == 1 {
             self.shared.work.notify_one();
         }
@@ -146,6 +203,7 @@ impl WriteQueue {
         let mut q = self.shared.lock();
         if discard {
             q.items.clear();
+            q.queued = 0;
             self.shared.skip.store(true, Ordering::Relaxed);
         }
         while q.running || !q.items.is_empty() {
@@ -161,6 +219,7 @@ impl Drop for DeferredWrites {
         {
             let mut q = shared.lock();
             q.items.clear();
+            q.queued = 0;
             q.stop = true;
             shared.skip.store(true, Ordering::Relaxed);
         }
@@ -192,7 +251,7 @@ fn run(shared: &Shared, conn: &Mutex<Connection>, guard: &SqlGuard) {
             }
             std::mem::swap(&mut q.items, &mut batch);
             q.running = true;
-            if batch.len() >= MAX_QUEUED {
+            if std::mem::take(&mut q.queued) >= MAX_QUEUED {
                 shared.progress.notify_all();
             }
         }
@@ -205,15 +264,65 @@ fn run(shared: &Shared, conn: &Mutex<Connection>, guard: &SqlGuard) {
             if shared.skip.load(Ordering::Relaxed) {
                 continue;
             }
-            let outcome = conn
-                .prepare_cached(&item.statement)
-                .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(item.params.iter())))
-                .map_err(|e| refusal_or(guard, failed(e)));
-            if let Err(error) = outcome {
+            let outcome = match item {
+                Item::One { position, statement, params } => conn
+                    .prepare_cached(statement)
+                    .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(params.iter())))
+                    .map(drop)
+                    .map_err(|e| Failure { position: *position, error: refusal_or(guard, failed(e)) }),
+                Item::Packed(writes) => run_packed(&conn, writes, guard, &shared.skip),
+            };
+            if let Err(failure) = outcome {
                 let mut q = shared.lock();
-                q.failed = Some(Failure { position: item.position, error });
+                q.failed = Some(failure);
                 shared.skip.store(true, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// Runs packed statements in order, each statement text prepared (and
+/// checked) once, at its first use; stops at the first failure, or when
+/// `skip` is set.
+fn run_packed(
+    conn: &Connection,
+    writes: &QueuedWrites,
+    guard: &SqlGuard,
+    skip: &AtomicBool,
+) -> Result<(), Failure> {
+    let mut prepared: Vec<Option<rusqlite::CachedStatement<'_>>> =
+        writes.statements.iter().map(|_| None).collect();
+    let mut params = Params::new(&writes.params);
+    for (&position, &index) in writes.positions.iter().zip(&writes.statement_indices) {
+        if skip.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let fail = |error: SqlError| Failure { position, error };
+        // `push_packed` checked every index.
+        let slot = &mut prepared[index as usize];
+        let stmt = match slot {
+            Some(stmt) => stmt,
+            None => {
+                let text = &writes.statements[index as usize];
+                guard::precheck(text).map_err(|m| fail(SqlError::Refused(m)))?;
+                let stmt = conn.prepare_cached(text).map_err(|e| fail(refusal_or(guard, failed(e))))?;
+                slot.insert(stmt)
+            }
+        };
+        params.bind(stmt).map_err(|e| {
+            fail(match e {
+                BindError::Malformed(m) => SqlError::Refused(format!("malformed queued writes: {m}")),
+                BindError::Sql(e) => refusal_or(guard, failed(e)),
+            })
+        })?;
+        stmt.raw_execute().map_err(|e| fail(refusal_or(guard, failed(e))))?;
+    }
+    if !params.is_done() {
+        let last = writes.positions.last().copied().unwrap_or(0);
+        return Err(Failure {
+            position: last,
+            error: SqlError::Refused("malformed queued writes: bytes left after the last parameters".into()),
+        });
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod deferred;
 mod engine;
 pub mod guard;
 mod handler;
+mod packed;
 mod projection;
 mod state;
 
@@ -28,7 +29,7 @@ pub use bindings::exports::refract::plugin::decider::{
     Command, Description as HandlerDescription, NewEvent, Rejection,
 };
 pub use bindings::exports::refract::plugin::projector::{ApplyError, Description};
-pub use bindings::refract::plugin::sql::SqlError;
+pub use bindings::refract::plugin::sql::{QueuedWrites, SqlError};
 pub use bindings::refract::plugin::types::{Event, Value};
 pub use deferred::{Failure, WriteQueue};
 pub use handler::{HandlerPlugin, NativeHandler};

@@ -263,6 +263,10 @@ impl sql::Host for PluginState {
         self.session()?.write(position, statement, params)
     }
 
+    fn write_queued(&mut self, writes: sql::QueuedWrites) -> Result<(), SqlError> {
+        self.session()?.write_queue()?.push_packed(writes)
+    }
+
     fn query(&mut self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
         self.guarded(&statement, |conn| {
             let mut stmt = conn.prepare_cached(&statement).map_err(failed)?;

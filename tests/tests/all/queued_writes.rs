@@ -71,3 +71,33 @@ fn queued_writes_are_guarded_like_any_statement() {
         assert_eq!(c.query("tally", "SELECT key FROM entries"), [json!(["a"])], "{kind}");
     }
 }
+
+#[test]
+fn one_statement_per_call_still_runs_in_order_with_the_packed_ones() {
+    // `sql.write`, what plugins built before `write-queued` send, beside
+    // the SDK's packed statements in one batch.
+    let server = Server::start(&[TALLY]);
+    let c = server.client();
+    for (stream, kind) in [("a", "Enter"), ("b", "Single"), ("c", "Enter"), ("n", "Count"), ("d", "Single")] {
+        c.append(stream, json!("any"), &[(kind, json!({}))]);
+    }
+    c.wait_projection("tally", WAIT, |s| s["position"] == 5);
+    assert_eq!(c.query("tally", "SELECT position, keys FROM counts"), [json!([4, 3])]);
+    assert_eq!(
+        c.query("tally", "SELECT key FROM entries ORDER BY key"),
+        [json!(["a"]), json!(["b"]), json!(["c"]), json!(["d"])]
+    );
+}
+
+#[test]
+fn a_malformed_packed_statement_fails_its_event_and_nothing_after_it() {
+    let server = Server::start_with(&[TALLY], |cfg| cfg.runner.max_attempts = 1);
+    let c = server.client();
+    c.append("a", json!("no_stream"), &[("Enter", json!({}))]);
+    c.append("g", json!("no_stream"), &[("Garble", json!({}))]);
+    let s = c.wait_projection("tally", WAIT, |s| s["status"] == "failed");
+    assert_eq!(s["error"]["position"], 2, "{s}");
+    let message = s["error"]["message"].as_str().unwrap();
+    assert!(message.contains("malformed queued writes: unknown parameter tag 9"), "{s}");
+    assert_eq!(c.query("tally", "SELECT key FROM entries"), [json!(["a"])]);
+}
