@@ -279,10 +279,10 @@ impl EventLog {
 }
 
 /// The SQL that selects a range of the log, for readers outside this module
-/// (projections): `?1` after, `?2` up to, `?3` limit, and for the typed
-/// variant `?4` a JSON array of types.
+/// (projections): `?1` after, `?2` up to, in position order, without a
+/// limit (the reader stops stepping when it has enough).
 pub mod range_sql {
-    pub use super::sql::{READ_ALL as ALL, READ_ALL_OF_TYPES as OF_TYPES};
+    pub use super::sql::READ_AFTER as RANGE_AFTER;
 }
 
 fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<Option<u64>> {

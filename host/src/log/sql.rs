@@ -32,6 +32,12 @@ pub const READ_ALL: &str =
     FROM events WHERE position > ?1 AND position <= ?2
     ORDER BY position LIMIT ?3";
 
+/// The events after `?1` up to `?2`, for a reader that stops when it has
+/// enough.
+pub const READ_AFTER: &str =
+    "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
+    FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position";
+
 /// `?4` is a JSON array of event types.
 pub const READ_ALL_OF_TYPES: &str =
     "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at

@@ -228,9 +228,13 @@ impl Runner {
                 && w.checkpoint >= w.single_until.max(w.solo_until)
                 && (w.open.is_some() || full);
             if spanning {
+                // Reads ahead once the plugin is done with the batch.
                 self.apply_spanning(&mut w, &events, upto, full)?;
-            } else if !self.apply_with_retries(&mut w, &events, upto)? {
-                return Ok(());
+            } else {
+                w.reader.read_ahead();
+                if !self.apply_with_retries(&mut w, &events, upto)? {
+                    return Ok(());
+                }
             }
         }
     }
@@ -382,7 +386,7 @@ impl Runner {
             Some(_) => Ok(()),
             None => begin(&mut inst),
         }
-        .and_then(|()| apply_events(&mut inst, events));
+        .and_then(|()| apply_events(&mut inst, events, || w.reader.read_ahead()));
         match outcome {
             Ok(()) => {
                 w.instance = Some(inst);
@@ -539,7 +543,7 @@ pub(super) fn attempt(
     dead_letter: Option<u64>,
 ) -> Result<(), BatchError> {
     begin(inst)?;
-    apply_events(inst, events)?;
+    apply_events(inst, events, || {})?;
     let session = inst.sql().ok_or_else(lost)?;
     let conn = session.conn();
     if let Some(position) = dead_letter {
@@ -573,11 +577,19 @@ fn begin(inst: &mut ProjectionInstance) -> Result<(), BatchError> {
 }
 
 /// Hands `events` to the plugin, inside the open transaction.
-fn apply_events(inst: &mut ProjectionInstance, events: &Batch) -> Result<(), BatchError> {
+/// `applied` runs when the plugin has returned, before its queued
+/// statements are waited for.
+fn apply_events(
+    inst: &mut ProjectionInstance,
+    events: &Batch,
+    applied: impl FnOnce(),
+) -> Result<(), BatchError> {
     if events.is_empty() {
+        applied();
         return Ok(());
     }
     let outcome = inst.apply(events);
+    applied();
     // Statements the plugin queued run (or, if the batch failed anyway, are
     // dropped) before the runner touches the connection again. One that
     // failed belongs to an event at or before the plugin's own failure, so
@@ -613,10 +625,13 @@ fn failure_message(e: &crate::plugin::SqlError) -> String {
 /// current one is applied, so reading and applying overlap in a replay.
 pub(super) struct Reader {
     log: Connection,
-    types: Option<String>,
+    types: Option<Arc<[String]>>,
     requests: std::sync::mpsc::SyncSender<Ask>,
     answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Batch>)>,
+    /// The read under way on the helper thread.
     pending: Option<Ask>,
+    /// The read to start next, when [`Reader::read_ahead`] is called.
+    next: Option<Ask>,
 }
 
 /// A read of at most `limit` events after `after`, up to `upto`.
@@ -634,7 +649,7 @@ impl Reader {
         let open = || db::open_ro(log_path).map_err(|e| format!("cannot open the event log: {e}"));
         let (log, helper_log) = (open()?, open()?);
         let types = (!plugin.description.event_types.is_empty())
-            .then(|| serde_json::to_string(&plugin.description.event_types).unwrap_or_default());
+            .then(|| plugin.description.event_types.iter().cloned().collect::<Arc<[String]>>());
         let helper_types = types.clone();
         let (requests, asked) = std::sync::mpsc::sync_channel::<Ask>(1);
         let (answer, answers) = std::sync::mpsc::sync_channel(1);
@@ -649,14 +664,16 @@ impl Reader {
                 }
             })
             .map_err(|e| format!("cannot start the log reader: {e}"))?;
-        Ok(Reader { log, types, requests, answers, pending: None })
+        Ok(Reader { log, types, requests, answers, pending: None, next: None })
     }
 
     /// At most `limit` events after `after` up to `upto`, of the
-    /// projection's types — taken from the read already under way when it
-    /// matches; then starts reading the batch after them.
+    /// projection's types — taken from the read under way when it matches.
+    /// When they fill the batch, the batch after them is the one that
+    /// [`Reader::read_ahead`] starts reading.
     pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> rusqlite::Result<Batch> {
         let wanted = Ask { after, upto, limit };
+        self.next = None;
         let mut events = None;
         if let Some(ask) = self.pending.take()
             && let Ok((got, result)) = self.answers.recv()
@@ -675,12 +692,22 @@ impl Reader {
         if events.len() == limit
             && let Some(last) = events.last_position()
         {
-            let ask = Ask { after: last, upto, limit };
-            if self.requests.try_send(ask).is_ok() {
-                self.pending = Some(ask);
-            }
+            self.next = Some(Ask { after: last, upto, limit });
         }
         Ok(events)
+    }
+
+    /// Starts reading, on the helper thread, the batch after the last full
+    /// one [`Reader::read`] returned. A replay calls it once the plugin is
+    /// done with the batch and waits for its queued statements: the read
+    /// then takes the core the plugin leaves, instead of competing with
+    /// the plugin and the writer of queued statements for two.
+    pub(super) fn read_ahead(&mut self) {
+        if let Some(ask) = self.next.take()
+            && self.requests.try_send(ask).is_ok()
+        {
+            self.pending = Some(ask);
+        }
     }
 
     /// The event at `position`, whatever its type.
@@ -689,23 +716,29 @@ impl Reader {
     }
 }
 
-fn read_batch(log: &Connection, ask: Ask, types: Option<&str>) -> rusqlite::Result<Batch> {
+/// At most `ask.limit` events after `ask.after` up to `ask.upto`, of
+/// `types` if given. The types are matched here rather than in SQL: a
+/// projection has a handful, and comparing them costs less than SQLite's
+/// lookup of each row's type in a table made from the list.
+fn read_batch(log: &Connection, ask: Ask, types: Option<&[String]>) -> rusqlite::Result<Batch> {
     let Ask { after, upto, limit } = ask;
-    let sql = if types.is_some() { range_sql::OF_TYPES } else { range_sql::ALL };
-    let mut stmt = log.prepare_cached(sql)?;
-    let mut rows = match types {
-        None => stmt.query(params![after, upto, limit as u64])?,
-        Some(t) => stmt.query(params![after, upto, limit as u64, t])?,
-    };
+    let mut stmt = log.prepare_cached(range_sql::RANGE_AFTER)?;
+    let mut rows = stmt.query(params![after, upto])?;
     // Rows are packed as they are read: their strings are borrowed from
     // SQLite and copied once, into the batch.
     let mut batch = Batch::with_capacity(limit.min(4096), 0);
-    while let Some(r) = rows.next()? {
+    while batch.len() < limit
+        && let Some(r) = rows.next()?
+    {
+        let event_type = r.get_ref(3)?.as_str()?;
+        if types.is_some_and(|t| !t.iter().any(|t| t == event_type)) {
+            continue;
+        }
         batch.push(EventRef {
             position: r.get(0)?,
             stream_id: r.get_ref(1)?.as_str()?,
             stream_version: r.get(2)?,
-            event_type: r.get_ref(3)?.as_str()?,
+            event_type,
             data: r.get_ref(4)?.as_str()?,
             metadata: r.get_ref(5)?.as_str()?,
             recorded_at: r.get(6)?,

@@ -121,6 +121,7 @@ fn rebuild(
         let events = reader
             .read(after, upto, batch_size.max(1))
             .map_err(|e| format!("cannot read the event log: {e}"))?;
+        reader.read_ahead();
         let Some(last) = events.last_position() else { break };
         let events = if skip.is_empty() { events } else { events.filtered(|e| !skip.contains(&e.position)) };
         runner::attempt(&mut inst, &events, Some(last), None).map_err(|e| match e.position {
