@@ -114,7 +114,10 @@ pub fn p1(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(size.pick(20_000, 1_000_000));
-    let runs = size.pick(1, 5);
+    // A pair takes about two seconds, about as long as the machine's
+    // neighbours stay quiet or busy: nine pairs, so that a median holds
+    // against a few pairs caught by a change of load.
+    let runs = size.pick(1, 9);
     let batch = RunnerOptions::default().batch_size;
     let wasm = build_plugin("order-summary")?;
     let dir = tempfile::tempdir()?;
