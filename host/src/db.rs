@@ -35,8 +35,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens (creating if needed) a read-write connection in WAL mode.
 pub fn open_rw(path: &Path, sync: Synchronous) -> rusqlite::Result<Connection> {
+    open_rw_paged(path, sync, None)
+}
+
+/// Like [`open_rw`]; a file it creates gets pages of `page_size` bytes (a
+/// power of two from 512 to 65 536), where an existing file keeps its own.
+pub fn open_rw_paged(path: &Path, sync: Synchronous, page_size: Option<u32>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    if let Some(size) = page_size {
+        // Before the first write, which fixes the size (WAL mode writes
+        // the header).
+        conn.pragma_update(None, "page_size", size)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", sync.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -67,17 +78,24 @@ pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<(
     Ok(())
 }
 
-/// WAL frames (pages) after which a commit asks the WAL thread for a
-/// checkpoint: 32 MiB with 4 KiB pages, eight times SQLite's own
-/// threshold. Fewer, larger checkpoints copy a page that many batches
+/// Bytes of WAL frames after which a commit asks the WAL thread for a
+/// checkpoint: 8000 pages of 4 KiB (about 31 MiB), eight times SQLite's
+/// own threshold. Fewer, larger checkpoints copy a page that many batches
 /// changed once instead of once per checkpoint (measurements: P5b in
-/// `bench/ANALYSIS.md`).
-const WAL_THREAD_FRAMES: std::ffi::c_int = 8000;
-/// WAL frames after which the committing connection checkpoints itself,
-/// so the log stays bounded (about 64 MiB with 4 KiB pages, plus what is
-/// committed while a background checkpoint is still running) even when the
-/// WAL thread never catches up with a writer that keeps committing.
-const WAL_INLINE_FRAMES: std::ffi::c_int = 16_384;
+/// `bench/ANALYSIS.md`). Counted in bytes, so a database with larger pages
+/// keeps a WAL of the same size.
+const WAL_THREAD_BYTES: i64 = 8000 * 4096;
+/// Bytes of WAL frames after which the committing connection checkpoints
+/// itself, so the log stays bounded (64 MiB, plus what is committed while
+/// a background checkpoint is still running) even when the WAL thread
+/// never catches up with a writer that keeps committing.
+const WAL_INLINE_BYTES: i64 = 16_384 * 4096;
+
+/// [`WAL_THREAD_BYTES`] and [`WAL_INLINE_BYTES`] in frames of `page_size`.
+fn wal_frames(page_size: i64) -> (std::ffi::c_int, std::ffi::c_int) {
+    let frames = |bytes: i64| std::ffi::c_int::try_from(bytes / page_size.max(512)).unwrap_or(1).max(1);
+    (frames(WAL_THREAD_BYTES), frames(WAL_INLINE_BYTES))
+}
 
 /// Copies a database's write-ahead log back into the database file on a
 /// thread of its own.
@@ -123,15 +141,17 @@ impl WalThread {
                 rusqlite::Error::SqliteFailure(code, Some(format!("cannot start the WAL thread: {e}")))
             })?;
         let sender = nudge.clone();
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let (thread_frames, inline_frames) = wal_frames(page_size);
         // Registering a WAL hook replaces SQLite's auto-checkpoint.
         conn.wal_hook(Some(move |wal: &mut Wal, frames: std::ffi::c_int| {
-            if frames >= WAL_INLINE_FRAMES {
+            if frames >= inline_frames {
                 // Between transactions: everything written so far can be
                 // copied, after which SQLite restarts the log from its start.
                 if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
                     tracing::debug!(error = %e, "inline WAL checkpoint failed; the next commit retries");
                 }
-            } else if frames >= WAL_THREAD_FRAMES {
+            } else if frames >= thread_frames {
                 let _ = sender.try_send(());
             }
             Ok(())
@@ -231,16 +251,16 @@ mod tests {
     fn the_wal_thread_keeps_the_log_bounded_and_loses_nothing() {
         let dir = scratch("wal");
         let path = dir.join("t.db");
-        // Small pages, so the inline bound is a few MiB instead of 64.
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA page_size = 512; CREATE TABLE t (v BLOB)")
-            .unwrap();
-        let mut conn = open_rw(&path, Synchronous::Normal).unwrap();
+        // The read models' page size; the bound is in bytes, whatever it is.
+        let page = 16 * 1024;
+        let mut conn = open_rw_paged(&path, Synchronous::Normal, Some(page)).unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
         let wal = WalThread::start(&mut conn, &path, "test").unwrap();
-        // Three times the inline bound in frames, one small commit at a time:
-        // without checkpoints the log would hold all of it.
-        let commits = 3 * WAL_INLINE_FRAMES as usize;
+        let (_, inline_frames) = wal_frames(i64::from(page));
+        assert_eq!(inline_frames as i64 * i64::from(page), WAL_INLINE_BYTES);
+        // Three times the inline bound in frames, one small commit at a
+        // time: without checkpoints the log would hold all of it.
+        let commits = 3 * inline_frames as usize;
         for _ in 0..commits {
             conn.execute("INSERT INTO t VALUES (zeroblob(400))", []).unwrap();
         }
@@ -248,12 +268,29 @@ mod tests {
         // The inline bound, plus what the writer adds while a background
         // checkpoint it cannot interrupt is still running (more when the
         // machine is busy): well under the three times it would be.
-        let bound = (WAL_INLINE_FRAMES as u64 * 3 / 2) * (512 + 24);
+        let bound = (inline_frames as u64 * 3 / 2) * (u64::from(page) + 24);
         assert!(wal_bytes <= bound, "the WAL grew to {wal_bytes} bytes (bound {bound})");
         drop(conn);
         drop(wal);
         let n: usize = open_ro(&path).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, commits);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_file_takes_the_page_size_and_an_existing_one_keeps_its_own() {
+        let dir = scratch("pages");
+        let page_size =
+            |c: &Connection| c.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0)).unwrap();
+        let fresh = dir.join("fresh.db");
+        let conn = open_rw_paged(&fresh, Synchronous::Normal, Some(16 * 1024)).unwrap();
+        assert_eq!(page_size(&conn), 16 * 1024);
+        drop(conn);
+        let old = dir.join("old.db");
+        open_rw(&old, Synchronous::Normal).unwrap().execute_batch("CREATE TABLE t (v)").unwrap();
+        let conn = open_rw_paged(&old, Synchronous::Normal, Some(16 * 1024)).unwrap();
+        assert_eq!(page_size(&conn), 4096, "SQLite's default, written when the file was made");
+        drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

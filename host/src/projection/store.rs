@@ -12,6 +12,12 @@ use crate::plugin::{ProjectionPlugin, SqlSession};
 
 /// Largest string or blob a projection database holds, in bytes.
 pub const MAX_VALUE_BYTES: i32 = 32 << 20;
+/// The page size of a read model's database file, set when the file is
+/// created (by a rebuild too; an older file keeps its own): 16 KiB rather
+/// than SQLite's 4 KiB keeps a large read model's B-trees shallower, so
+/// the cost of applying an event grows less with the read model's size
+/// (P5b in `bench/ANALYSIS.md`).
+pub const PAGE_SIZE: u32 = 16 * 1024;
 
 /// Where a projection database left off.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,7 +46,8 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta)
     }
     // A read model can always be rebuilt from the log, so NORMAL is enough:
     // in WAL mode it is still atomic and survives a process crash.
-    let mut conn = db::open_rw(path, Synchronous::Normal).map_err(|e| ctx("cannot open", e))?;
+    let mut conn =
+        db::open_rw_paged(path, Synchronous::Normal, Some(PAGE_SIZE)).map_err(|e| ctx("cannot open", e))?;
     conn.set_prepared_statement_cache_capacity(128);
     // No string or blob a plugin writes may exceed this: a runaway value
     // fails its statement instead of filling the disk.
