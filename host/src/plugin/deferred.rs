@@ -145,13 +145,13 @@ impl WriteQueue {
             )));
         }
         if writes.positions.is_empty() {
-            return self.drained_failure();
+            return self.earlier_failure();
         }
         self.enqueue(Item::Packed(writes))
     }
 
     /// The failure of an earlier statement of the batch, if there is one.
-    fn drained_failure(&self) -> Result<(), SqlError> {
+    fn earlier_failure(&self) -> Result<(), SqlError> {
         match &self.shared.lock().failed {
             Some(f) => Err(f.error.clone()),
             None => Ok(()),
