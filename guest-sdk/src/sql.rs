@@ -3,10 +3,10 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
+use crate::__private::bindings::refract::plugin::sql::QueuedWrites;
 use crate::queued::Pending;
 use crate::{Error, FromValue, Value};
 
-use crate::__private::bindings::refract::plugin::sql::QueuedWrites;
 /// Why a statement failed (see the `sql` interface in `wit/sql.wit`).
 pub use crate::__private::bindings::refract::plugin::sql::SqlError;
 

@@ -622,7 +622,8 @@ fn failure_message(e: &crate::plugin::SqlError) -> String {
 
 /// Reads a projection's events from the log: the batches it subscribes to
 /// (its event types), the next one read on a helper thread while the
-/// current one is applied, so reading and applying overlap in a replay.
+/// current one is being applied ([`Reader::read_ahead`]), so reading and
+/// applying overlap in a replay.
 pub(super) struct Reader {
     log: Connection,
     types: Option<Arc<[String]>>,
