@@ -97,25 +97,38 @@ where
     Fut: Future<Output = anyhow::Result<T>> + 'static,
 {
     let authority = authority(base)?;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        tokio::task::LocalSet::new().block_on(&rt, async move {
-            let mut senders = Vec::with_capacity(count);
-            for _ in 0..count {
-                senders.push(connect(&authority).await?);
-            }
-            f(authority, senders).await
-        })
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+    std::thread::Builder::new()
+        .name("refract-load".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            tokio::task::LocalSet::new().block_on(&rt, async move {
+                let mut senders = Vec::with_capacity(count);
+                for _ in 0..count {
+                    senders.push(connect(&authority).await?);
+                }
+                f(authority, senders).await
+            })
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
+/// What [`send_all`] measured.
+pub struct Sent {
+    /// From the first request to the last answer.
+    pub elapsed: Duration,
+    /// CPU milliseconds each of the process's threads used meanwhile, by
+    /// name, busiest first (the load generator is `refract-load`).
+    pub cpu_ms: Vec<(String, u64)>,
 }
 
 /// Sends every connection's requests in order on a connection of its own,
 /// all connections at once; the wall time from the first request to the
-/// last answer (connections are opened before the clock starts).
-pub fn send_all(base: &str, per_connection: Vec<Vec<Request>>) -> anyhow::Result<Duration> {
+/// last answer (connections are opened before the clock starts), and the
+/// CPU time of every thread meanwhile.
+pub fn send_all(base: &str, per_connection: Vec<Vec<Request>>) -> anyhow::Result<Sent> {
     with_connections(base, per_connection.len(), move |authority, senders| async move {
+        let ticks = crate::sys::thread_ticks();
         let start = Instant::now();
         let tasks: Vec<_> = senders
             .into_iter()
@@ -133,7 +146,8 @@ pub fn send_all(base: &str, per_connection: Vec<Vec<Request>>) -> anyhow::Result
         for t in tasks {
             t.await??;
         }
-        Ok(start.elapsed())
+        let elapsed = start.elapsed();
+        Ok(Sent { elapsed, cpu_ms: crate::sys::thread_ms(&ticks, &crate::sys::thread_ticks()) })
     })
 }
 

@@ -62,3 +62,37 @@ pub fn rss_kib() -> u64 {
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(kib)))
         .unwrap_or(0)
 }
+
+/// CPU time (user + system) this process's threads have used so far, by
+/// thread name, in clock ticks (`/proc/self/task/*/stat`): taken before and
+/// after a measurement, it says which part of the process did the work.
+pub fn thread_ticks() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_name };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // `pid (name) state ...`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // After the name: state is field 0, utime 11, stime 12.
+        *by_name.entry(stat[open + 1..close].to_owned()).or_insert(0) += ticks(11) + ticks(12);
+    }
+    by_name
+}
+
+/// What each thread name used between two [`thread_ticks`] readings, in
+/// milliseconds, busiest first (threads that ended in between are missed).
+pub fn thread_ms(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    let tick_ms = 10; // USER_HZ is 100 on Linux.
+    let mut used: Vec<(String, u64)> = after
+        .iter()
+        .map(|(name, t)| (name.clone(), (t - before.get(name).copied().unwrap_or(0).min(*t)) * tick_ms))
+        .filter(|(_, ms)| *ms > 0)
+        .collect();
+    used.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
+    used
+}

@@ -18,9 +18,30 @@ pub const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 pub const STREAM_VERSION: &str = "SELECT MAX(stream_version) FROM events WHERE stream_id = ?1";
 
-pub const INSERT: &str = "INSERT INTO events
-    (position, stream_id, stream_version, event_type, data, metadata, recorded_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Columns of one event row, in the order [`insert_rows`] binds them.
+pub const INSERT_COLUMNS: usize = 7;
+
+/// An insert of `rows` events in one statement: `rows` ×
+/// [`INSERT_COLUMNS`] parameters (position, stream id, stream version,
+/// type, data, metadata, recorded at), row after row. One statement per
+/// row costs SQLite a step and a reset per event; the writer inserts a
+/// group's events [`INSERT_ROWS`] at a time.
+pub fn insert_rows(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO events (position, stream_id, stream_version, event_type, data, metadata, recorded_at) VALUES ",
+    );
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?)" });
+    }
+    sql
+}
+
+/// Row counts of the writer's inserts, largest first: a group's events go
+/// in as many of the first as fit, then of the next, down to one.
+pub const INSERT_ROWS: [usize; 3] = [64, 8, 1];
+
+// The last insert takes a single row, so every remainder fits.
+const _: () = assert!(INSERT_ROWS[INSERT_ROWS.len() - 1] == 1);
 
 pub const READ_STREAM: &str =
     "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{oneshot, watch};
 
 use super::sql;
@@ -46,6 +46,7 @@ pub(super) const MAX_GROUP_REQUESTS: usize = 1024;
 pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
 pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Sender<u64>) {
+    let inserts: Vec<(usize, String)> = sql::INSERT_ROWS.iter().map(|&n| (n, sql::insert_rows(n))).collect();
     let mut next = *head.borrow() + 1;
     while let Ok(first) = rx.recv() {
         let mut events = first.events.len();
@@ -59,7 +60,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Send
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        match commit(&mut conn, &group, next) {
+        match commit(&mut conn, &inserts, &group, next) {
             Ok((outcomes, new_next)) => {
                 next = new_next;
                 head.send_replace(next - 1);
@@ -87,16 +88,33 @@ pub(super) fn recorded_outcome(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outcom
 
 type Outcomes = Vec<Result<Outcome, AppendError>>;
 
+/// An event of a group with its place in the log.
+struct EventRow<'a> {
+    position: u64,
+    stream_id: &'a str,
+    stream_version: u64,
+    event: &'a PreparedEvent,
+}
+
 /// Writes `group` in one transaction starting at position `next`; returns
 /// each append's outcome and the next free position. An `Err` means nothing
-/// was committed.
-fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::Result<(Outcomes, u64)> {
+/// was committed. `inserts` are the multi-row insert statements by row
+/// count, largest first (see [`sql::insert_rows`]).
+fn commit(
+    conn: &mut Connection,
+    inserts: &[(usize, String)],
+    group: &[Request],
+    mut next: u64,
+) -> rusqlite::Result<(Outcomes, u64)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::db::unix_ms();
     let mut outcomes = Vec::with_capacity(group.len());
+    // The group's events, checked and numbered, written together at the
+    // end: an append's check reads what earlier appends of the group did
+    // from `touched`, never from their rows.
+    let mut rows = Vec::with_capacity(group.iter().map(|r| r.events.len()).sum());
     {
         let mut version = tx.prepare_cached(sql::STREAM_VERSION)?;
-        let mut insert = tx.prepare_cached(sql::INSERT)?;
         let mut find_key = tx.prepare_cached(sql::FIND_KEY)?;
         let mut insert_key = tx.prepare_cached(sql::INSERT_KEY)?;
         // Versions of streams touched earlier in this group.
@@ -124,16 +142,13 @@ fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::
             }
             let base = current.unwrap_or(0);
             let first = next;
-            for (i, e) in req.events.iter().enumerate() {
-                insert.execute(params![
-                    next,
-                    req.stream_id,
-                    base + i as u64 + 1,
-                    e.event_type,
-                    e.data,
-                    e.metadata,
-                    now
-                ])?;
+            for (i, event) in req.events.iter().enumerate() {
+                rows.push(EventRow {
+                    position: next,
+                    stream_id: &req.stream_id,
+                    stream_version: base + i as u64 + 1,
+                    event,
+                });
                 next += 1;
             }
             let stream_version = base + req.events.len() as u64;
@@ -156,6 +171,126 @@ fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::
             outcomes.push(Ok(Outcome { appended, duplicate_of: None }));
         }
     }
+    insert_rows(&tx, inserts, &rows, now)?;
     tx.commit()?;
     Ok((outcomes, next))
+}
+
+/// Inserts `rows` in order, as many at a time as the largest of `inserts`
+/// that still fits.
+fn insert_rows(
+    tx: &Transaction<'_>,
+    inserts: &[(usize, String)],
+    rows: &[EventRow<'_>],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut rest = rows;
+    for (n, text) in inserts {
+        if rest.len() < *n {
+            continue;
+        }
+        let mut insert = tx.prepare_cached(text)?;
+        while rest.len() >= *n {
+            let (chunk, tail) = rest.split_at(*n);
+            for (i, r) in chunk.iter().enumerate() {
+                let at = i * sql::INSERT_COLUMNS;
+                insert.raw_bind_parameter(at + 1, r.position)?;
+                insert.raw_bind_parameter(at + 2, r.stream_id)?;
+                insert.raw_bind_parameter(at + 3, r.stream_version)?;
+                insert.raw_bind_parameter(at + 4, r.event.event_type.as_str())?;
+                insert.raw_bind_parameter(at + 5, r.event.data.as_str())?;
+                insert.raw_bind_parameter(at + 6, r.event.metadata.as_str())?;
+                insert.raw_bind_parameter(at + 7, now)?;
+            }
+            insert.raw_execute()?;
+            rest = tail;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(stream: &str, n: usize) -> Vec<PreparedEvent> {
+        (0..n)
+            .map(|i| PreparedEvent {
+                event_type: format!("E{}", i % 3),
+                data: format!(r#"{{"stream":"{stream}","i":{i}}}"#),
+                metadata: "{}".into(),
+            })
+            .collect()
+    }
+
+    fn request(stream_id: &str, expected: ExpectedVersion, n: usize) -> Request {
+        let (reply, _) = oneshot::channel();
+        Request {
+            stream_id: stream_id.into(),
+            expected,
+            events: events(stream_id, n),
+            idempotency: None,
+            reply,
+        }
+    }
+
+    /// A group whose events take every size of multi-row insert and a
+    /// conflict in the middle: each append's events land in order, at the
+    /// positions and versions its outcome reports, and the conflicting one
+    /// writes nothing.
+    #[test]
+    fn a_group_is_written_in_order_across_multi_row_inserts() {
+        let dir = std::env::temp_dir().join(format!("refract-writer-rows-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
+        crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
+        let inserts: Vec<(usize, String)> =
+            sql::INSERT_ROWS.iter().map(|&n| (n, sql::insert_rows(n))).collect();
+        // 64 + 8 + 3 events, then 2, a conflict, then 9 more on the first stream.
+        let group = [
+            request("a", ExpectedVersion::NoStream, 75),
+            request("b", ExpectedVersion::Any, 2),
+            request("a", ExpectedVersion::NoStream, 4),
+            request("a", ExpectedVersion::Exact(75), 9),
+        ];
+        let (outcomes, next) = commit(&mut conn, &inserts, &group, 1).unwrap();
+        assert_eq!(next, 87);
+        let appended: Vec<Option<Appended>> =
+            outcomes.iter().map(|o| o.as_ref().ok().map(|o| o.appended)).collect();
+        let at = |stream_version, first_position, last_position| {
+            Some(Appended { stream_version, first_position, last_position })
+        };
+        assert_eq!(appended, [at(75, 1, 75), at(2, 76, 77), None, at(84, 78, 86)]);
+        assert!(matches!(outcomes[2], Err(AppendError::Conflict { actual: Some(75), .. })));
+        let mut stmt = conn
+            .prepare(
+                "SELECT position, stream_id, stream_version, event_type, data FROM events ORDER BY position",
+            )
+            .unwrap();
+        let rows: Vec<(u64, String, u64, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected: Vec<(u64, String, u64, String, String)> =
+            [("a", 0usize, 75usize), ("b", 0, 2), ("a", 75, 9)]
+                .iter()
+                .flat_map(|&(stream, from, n)| (0..n).map(move |i| (stream, from, i)))
+                .zip(1u64..)
+                .map(|((stream, from, i), position)| {
+                    (
+                        position,
+                        stream.to_owned(),
+                        (from + i + 1) as u64,
+                        format!("E{}", i % 3),
+                        format!(r#"{{"stream":"{stream}","i":{i}}}"#),
+                    )
+                })
+                .collect();
+        assert_eq!(rows, expected);
+        drop(stmt);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
