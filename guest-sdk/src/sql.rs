@@ -3,7 +3,6 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
-use crate::__private::bindings::refract::plugin::sql::QueuedWrites;
 use crate::queued::Pending;
 use crate::{Error, FromValue, Value};
 
@@ -94,7 +93,10 @@ impl Db {
 #[cfg(not(target_family = "wasm"))]
 pub trait WriteQueue {
     /// Queues the packed statements of `writes` (`sql.write-queued`).
-    fn write_queued(&self, writes: QueuedWrites) -> Result<(), SqlError>;
+    fn write_queued(
+        &self,
+        writes: crate::__private::bindings::refract::plugin::sql::QueuedWrites,
+    ) -> Result<(), SqlError>;
     /// Waits until everything queued has run.
     fn drain(&self) -> Result<(), SqlError>;
 }
