@@ -43,6 +43,11 @@ pub const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 // The last insert takes a single row, so every remainder fits.
 const _: () = assert!(INSERT_ROWS[INSERT_ROWS.len() - 1] == 1);
 
+/// The writer's inserts: each of [`INSERT_ROWS`] with its statement text.
+pub fn inserts() -> Vec<(usize, String)> {
+    INSERT_ROWS.iter().map(|&n| (n, insert_rows(n))).collect()
+}
+
 pub const READ_STREAM: &str =
     "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at
     FROM events WHERE stream_id = ?1 AND stream_version >= ?2

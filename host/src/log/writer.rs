@@ -46,7 +46,7 @@ pub(super) const MAX_GROUP_REQUESTS: usize = 1024;
 pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
 pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Sender<u64>) {
-    let inserts: Vec<(usize, String)> = sql::INSERT_ROWS.iter().map(|&n| (n, sql::insert_rows(n))).collect();
+    let inserts = sql::inserts();
     let mut next = *head.borrow() + 1;
     while let Ok(first) = rx.recv() {
         let mut events = first.events.len();
@@ -99,7 +99,7 @@ struct EventRow<'a> {
 /// Writes `group` in one transaction starting at position `next`; returns
 /// each append's outcome and the next free position. An `Err` means nothing
 /// was committed. `inserts` are the multi-row insert statements by row
-/// count, largest first (see [`sql::insert_rows`]).
+/// count, largest first ([`sql::inserts`]).
 fn commit(
     conn: &mut Connection,
     inserts: &[(usize, String)],
@@ -171,14 +171,14 @@ fn commit(
             outcomes.push(Ok(Outcome { appended, duplicate_of: None }));
         }
     }
-    insert_rows(&tx, inserts, &rows, now)?;
+    write_rows(&tx, inserts, &rows, now)?;
     tx.commit()?;
     Ok((outcomes, next))
 }
 
 /// Inserts `rows` in order, as many at a time as the largest of `inserts`
 /// that still fits.
-fn insert_rows(
+fn write_rows(
     tx: &Transaction<'_>,
     inserts: &[(usize, String)],
     rows: &[EventRow<'_>],
@@ -245,8 +245,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
         crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
-        let inserts: Vec<(usize, String)> =
-            sql::INSERT_ROWS.iter().map(|&n| (n, sql::insert_rows(n))).collect();
+        let inserts = sql::inserts();
         // 64 + 8 + 3 events, then 2, a conflict, then 9 more on the first stream.
         let group = [
             request("a", ExpectedVersion::NoStream, 75),
