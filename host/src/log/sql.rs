@@ -27,13 +27,11 @@ pub const INSERT_COLUMNS: usize = 7;
 /// row costs SQLite a step and a reset per event; the writer inserts a
 /// group's events [`INSERT_ROWS`] at a time.
 pub fn insert_rows(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO events (position, stream_id, stream_version, event_type, data, metadata, recorded_at) VALUES ",
-    );
-    for i in 0..rows {
-        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?)" });
-    }
-    sql
+    let row = format!("({})", ["?"; INSERT_COLUMNS].join(","));
+    format!(
+        "INSERT INTO events (position, stream_id, stream_version, event_type, data, metadata, recorded_at) VALUES {}",
+        vec![row; rows].join(",")
+    )
 }
 
 /// Row counts of the writer's inserts, largest first: a group's events go
