@@ -90,7 +90,7 @@ pub fn thread_ms(
     let tick_ms = 10; // USER_HZ is 100 on Linux.
     let mut used: Vec<(String, u64)> = after
         .iter()
-        .map(|(name, t)| (name.clone(), (t - before.get(name).copied().unwrap_or(0).min(*t)) * tick_ms))
+        .map(|(name, t)| (name.clone(), t.saturating_sub(before.get(name).copied().unwrap_or(0)) * tick_ms))
         .filter(|(_, ms)| *ms > 0)
         .collect();
     used.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));

@@ -93,7 +93,9 @@ const WAL_INLINE_BYTES: i64 = 16_384 * 4096;
 
 /// [`WAL_THREAD_BYTES`] and [`WAL_INLINE_BYTES`] in frames of `page_size`.
 fn wal_frames(page_size: i64) -> (std::ffi::c_int, std::ffi::c_int) {
-    let frames = |bytes: i64| std::ffi::c_int::try_from(bytes / page_size.max(512)).unwrap_or(1).max(1);
+    let frames = |bytes: i64| {
+        std::ffi::c_int::try_from(bytes / page_size.max(512)).unwrap_or(std::ffi::c_int::MAX).max(1)
+    };
     (frames(WAL_THREAD_BYTES), frames(WAL_INLINE_BYTES))
 }
 

@@ -41,9 +41,12 @@ pub const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 // The last insert takes a single row, so every remainder fits.
 const _: () = assert!(INSERT_ROWS[INSERT_ROWS.len() - 1] == 1);
 
-/// The writer's inserts: each of [`INSERT_ROWS`] with its statement text.
-pub fn inserts() -> Vec<(usize, String)> {
-    INSERT_ROWS.iter().map(|&n| (n, insert_rows(n))).collect()
+/// The writer's inserts: each of [`INSERT_ROWS`] with its statement text,
+/// built once.
+pub fn inserts() -> &'static [(usize, String)] {
+    static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> =
+        std::sync::LazyLock::new(|| INSERT_ROWS.iter().map(|&n| (n, insert_rows(n))).collect());
+    &INSERTS
 }
 
 pub const READ_STREAM: &str =

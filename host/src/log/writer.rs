@@ -46,7 +46,6 @@ pub(super) const MAX_GROUP_REQUESTS: usize = 1024;
 pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
 pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Sender<u64>) {
-    let inserts = sql::inserts();
     let mut next = *head.borrow() + 1;
     while let Ok(first) = rx.recv() {
         let mut events = first.events.len();
@@ -60,7 +59,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Send
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        match commit(&mut conn, &inserts, &group, next) {
+        match commit(&mut conn, &group, next) {
             Ok((outcomes, new_next)) => {
                 next = new_next;
                 head.send_replace(next - 1);
@@ -98,14 +97,8 @@ struct EventRow<'a> {
 
 /// Writes `group` in one transaction starting at position `next`; returns
 /// each append's outcome and the next free position. An `Err` means nothing
-/// was committed. `inserts` are the multi-row insert statements by row
-/// count, largest first ([`sql::inserts`]).
-fn commit(
-    conn: &mut Connection,
-    inserts: &[(usize, String)],
-    group: &[Request],
-    mut next: u64,
-) -> rusqlite::Result<(Outcomes, u64)> {
+/// was committed.
+fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::Result<(Outcomes, u64)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::db::unix_ms();
     let mut outcomes = Vec::with_capacity(group.len());
@@ -171,21 +164,16 @@ fn commit(
             outcomes.push(Ok(Outcome { appended, duplicate_of: None }));
         }
     }
-    write_rows(&tx, inserts, &rows, now)?;
+    write_rows(&tx, &rows, now)?;
     tx.commit()?;
     Ok((outcomes, next))
 }
 
-/// Inserts `rows` in order, as many at a time as the largest of `inserts`
-/// that still fits.
-fn write_rows(
-    tx: &Transaction<'_>,
-    inserts: &[(usize, String)],
-    rows: &[EventRow<'_>],
-    now: i64,
-) -> rusqlite::Result<()> {
+/// Inserts `rows` in order, as many at a time as the largest of
+/// [`sql::inserts`] that still fits.
+fn write_rows(tx: &Transaction<'_>, rows: &[EventRow<'_>], now: i64) -> rusqlite::Result<()> {
     let mut rest = rows;
-    for (n, text) in inserts {
+    for (n, text) in sql::inserts() {
         if rest.len() < *n {
             continue;
         }
@@ -245,7 +233,6 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
         crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
-        let inserts = sql::inserts();
         // 64 + 8 + 3 events, then 2, a conflict, then 9 more on the first stream.
         let group = [
             request("a", ExpectedVersion::NoStream, 75),
@@ -253,7 +240,7 @@ mod tests {
             request("a", ExpectedVersion::NoStream, 4),
             request("a", ExpectedVersion::Exact(75), 9),
         ];
-        let (outcomes, next) = commit(&mut conn, &inserts, &group, 1).unwrap();
+        let (outcomes, next) = commit(&mut conn, &group, 1).unwrap();
         assert_eq!(next, 87);
         let appended: Vec<Option<Appended>> =
             outcomes.iter().map(|o| o.as_ref().ok().map(|o| o.appended)).collect();
