@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use refract::db::Synchronous;
 use refract::log::{EventLog, ExpectedVersion, LogOptions, NewEvent};
-use refract::metrics::Metrics;
+use refract::metrics::{LogMetrics, Metrics};
 use refract::plugin::{HandlerPlugin, Plugin, PluginEngine, ProjectionPlugin, SandboxLimits};
 use refract::projection::{ProjectionOptions, Projections, RunnerOptions};
 use serde_json::{Value, json};
@@ -59,7 +59,11 @@ fn load_projection(engine: &PluginEngine, path: &Path) -> anyhow::Result<Project
 /// A log of `n` events of order traffic, written without fsync.
 async fn order_log(dir: &Path, n: u64) -> anyhow::Result<(EventLog, PathBuf)> {
     let path = dir.join("events.db");
-    let log = EventLog::open(&path, LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() })?;
+    let log = EventLog::open(
+        &path,
+        LogOptions { synchronous: Synchronous::Off, ..LogOptions::default() },
+        LogMetrics::default(),
+    )?;
     write_orders(&log, n).await?;
     Ok((log, path))
 }
@@ -215,7 +219,7 @@ const RAW_INSERT: &str = "INSERT INTO events
 
 /// Opens a database with the event log's schema for raw inserts.
 fn raw_log(path: &Path) -> anyhow::Result<rusqlite::Connection> {
-    EventLog::open(path, LogOptions::default())?.close();
+    EventLog::open(path, LogOptions::default(), LogMetrics::default())?.close();
     let conn = rusqlite::Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
     Ok(conn)
@@ -263,7 +267,8 @@ pub fn p2(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
         let t = raw_inserts(&dir.path().join("raw.db"), batches, 1000)?;
         raw_t.push(t);
         let t = rt.block_on(async {
-            let log = EventLog::open(&dir.path().join("inproc.db"), LogOptions::default())?;
+            let log =
+                EventLog::open(&dir.path().join("inproc.db"), LogOptions::default(), LogMetrics::default())?;
             let bodies: Vec<Vec<NewEvent>> = (0..batches).map(|b| batch_events(b, 1000)).collect();
             let start = Instant::now();
             for (b, events) in bodies.into_iter().enumerate() {
@@ -357,36 +362,44 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
             (format!("/streams/c{c}-{i}/events"), body)
         })
     };
-    let (mut ours, mut base, mut stack) = (Vec::new(), Vec::new(), Vec::new());
+    let appends = clients as u64 * per_client;
+    let (mut ours, mut base, mut stack, mut commits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         let dir = tempfile::tempdir()?;
         base.push(raw_inserts(&dir.path().join("raw.db"), single, 1)?);
         stack.push(load::send_all(&bare, requests())?.elapsed);
         let server =
             Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
+        let log = server.app.metrics.log();
+        let (commits_before, appends_before) = (log.commits.get(), log.appends.get());
         let sent = load::send_all(&server.base, requests())?;
         ours.push(sent.elapsed);
+        let answered = log.appends.get() - appends_before;
+        anyhow::ensure!(answered == appends, "the log's writer answered {answered} appends of {appends}");
+        commits.push(log.commits.get() - commits_before);
         let cpu: Vec<String> = sent.cpu_ms.iter().map(|(name, ms)| format!("{name} {ms}")).collect();
         eprintln!(
-            "P2b run {}: 64 clients {:.3} s (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
+            "P2b run {}: 64 clients {:.3} s in {} commits (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
             run + 1,
             secs(ours[run]),
+            commits[run],
             cpu.join(", "),
             secs(stack[run]),
             secs(base[run]),
         );
     }
-    let appends = clients as u64 * per_client;
     // Per repetition, appends/s against transactions/s (different counts).
     let ratio = paired_ratio(&ours, &base) * appends as f64 / single as f64;
     let of_stack = paired_ratio(&ours, &stack);
     let o = rate(appends, median(ours));
     let b = rate(single, median(base));
     let s = rate(appends, median(stack));
+    commits.sort_unstable();
+    let per_commit = appends as f64 / commits[commits.len() / 2] as f64;
     Ok(Row::new(
         "P2b",
         "durable single-event appends, 64 HTTP clients, distinct streams".into(),
-        format!("{} appends/s", thousands(o)),
+        format!("{} appends/s, {per_commit:.1} appends per commit (fsync)", thousands(o)),
         format!(
             "one transaction per event, synchronous=FULL: {} events/s (the HTTP stack alone, a fixed 201 for the same requests: {} requests/s, {:.2}× of it)",
             thousands(b),

@@ -99,11 +99,11 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("while creating the data directory {}", config.data_dir.display()))?;
         let log_path = config.data_dir.join("events.db");
-        let log = EventLog::open(&log_path, config.log.clone())
+        let metrics = Metrics::new();
+        let log = EventLog::open(&log_path, config.log.clone(), metrics.log())
             .with_context(|| format!("while opening the event log {}", log_path.display()))?;
         let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
             .context("while creating the wasm engine")?;
-        let metrics = Metrics::new();
         let projections = Projections::new(
             log.clone(),
             ProjectionOptions {

@@ -64,6 +64,7 @@ struct Inner {
     lag: Family<ProjectionLabel, Gauge>,
     dead_letters: Family<ProjectionLabel, Gauge>,
     head: Gauge,
+    log: LogMetrics,
     appends: Family<OutcomeLabel, Counter>,
     commands: Family<CommandLabel, Counter>,
     requests: Family<RequestLabel, Counter>,
@@ -108,6 +109,41 @@ impl ProjectionMetrics {
     }
 }
 
+/// The metrics of the event log's writer: its group commits.
+#[derive(Clone, Debug)]
+pub struct LogMetrics {
+    /// Group commits: with `synchronous=FULL`, one fsync each.
+    pub commits: Counter,
+    /// Appends those commits answered (a conflicting append is answered by
+    /// its group's commit too, having written nothing).
+    pub appends: Counter,
+    /// Group commits that failed and were rolled back.
+    pub failed_commits: Counter,
+    commit_seconds: Histogram,
+}
+
+impl Default for LogMetrics {
+    /// Metrics no registry exports (for a log opened outside the host).
+    fn default() -> Self {
+        Self {
+            commits: Counter::default(),
+            appends: Counter::default(),
+            failed_commits: Counter::default(),
+            commit_seconds: seconds_histogram(),
+        }
+    }
+}
+
+impl LogMetrics {
+    /// Records a group commit of `appends` appends that took `took`
+    /// (version checks, inserts, the commit and its fsync).
+    pub fn observe_commit(&self, appends: usize, took: Duration) {
+        self.commits.inc();
+        self.appends.inc_by(appends as u64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+}
+
 /// A projection's position at scrape time.
 pub struct ProjectionGauges<'a> {
     /// Name.
@@ -138,6 +174,7 @@ impl Metrics {
         let lag = Family::default();
         let dead_letters = Family::default();
         let head = Gauge::default();
+        let log = LogMetrics::default();
         let appends = Family::default();
         let commands = Family::default();
         let requests = Family::default();
@@ -164,6 +201,26 @@ impl Metrics {
         r.register("projection_lag_events", "Events a projection is behind the head of the log", lag.clone());
         r.register("projection_dead_letters", "Events in a projection's dead letters", dead_letters.clone());
         r.register("log_head_position", "Position of the last event in the log", head.clone());
+        r.register(
+            "log_commits",
+            "Group commits of the event log (one fsync each with synchronous=FULL)",
+            log.commits.clone(),
+        );
+        r.register(
+            "log_committed_appends",
+            "Appends answered by the event log's group commits (appends per commit: the ratio to log_commits)",
+            log.appends.clone(),
+        );
+        r.register(
+            "log_commit_seconds",
+            "Time of one group commit of the event log: version checks, inserts, commit and fsync",
+            log.commit_seconds.clone(),
+        );
+        r.register(
+            "log_failed_commits",
+            "Group commits of the event log that failed and were rolled back",
+            log.failed_commits.clone(),
+        );
         r.register("appends", "Appends over HTTP by outcome", appends.clone());
         r.register("commands", "Commands by handler and outcome", commands.clone());
         r.register("http_requests", "HTTP requests by method, route and status", requests.clone());
@@ -185,6 +242,7 @@ impl Metrics {
                 lag,
                 dead_letters,
                 head,
+                log,
                 appends,
                 commands,
                 requests,
@@ -205,6 +263,11 @@ impl Metrics {
             dead_lettered: i.dead_lettered.get_or_create(&l).clone(),
             batch_seconds: i.batch_seconds.get_or_create(&l).clone(),
         }
+    }
+
+    /// The metrics of the event log's writer.
+    pub fn log(&self) -> LogMetrics {
+        self.inner.log.clone()
     }
 
     /// Counts an append by outcome (`ok`, `conflict`, `invalid`, `error`).

@@ -21,6 +21,7 @@ pub use types::{AppendError, Appended, ExpectedVersion, Idempotency, NewEvent, R
 pub use writer::Outcome;
 
 use crate::db::{self, ReadPool, Synchronous};
+use crate::metrics::LogMetrics;
 use writer::{PreparedEvent, Request};
 
 /// Limits and durability of the log.
@@ -58,8 +59,9 @@ struct Inner {
 }
 
 impl EventLog {
-    /// Opens (creating if needed) the log at `path` and starts its writer.
-    pub fn open(path: &Path, options: LogOptions) -> Result<Self, ReadError> {
+    /// Opens (creating if needed) the log at `path` and starts its writer,
+    /// which records its group commits in `metrics`.
+    pub fn open(path: &Path, options: LogOptions, metrics: LogMetrics) -> Result<Self, ReadError> {
         let mut conn = db::open_rw(path, options.synchronous)?;
         db::migrate(&mut conn, sql::MIGRATIONS)?;
         let head: u64 = conn.query_row(sql::HEAD, [], |r| r.get(0))?;
@@ -69,7 +71,7 @@ impl EventLog {
         let writer = std::thread::Builder::new()
             .name("refract-log-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, head_tx);
+                writer::run(conn, rx, head_tx, metrics);
                 // After the writer's connection is closed.
                 drop(wal);
             })
@@ -401,7 +403,7 @@ mod close_tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.db");
-        let log = EventLog::open(&path, LogOptions::default()).unwrap();
+        let log = EventLog::open(&path, LogOptions::default(), LogMetrics::default()).unwrap();
         let event = NewEvent {
             event_type: "A".into(),
             data: serde_json::value::RawValue::from_string("1".into()).unwrap(),

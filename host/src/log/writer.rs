@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{oneshot, watch};
 
 use super::sql;
 use super::types::{AppendError, Appended, ExpectedVersion, Idempotency};
+use crate::metrics::LogMetrics;
 
 /// An event ready to be written: validated, serialized.
 pub(super) struct PreparedEvent {
@@ -45,7 +47,12 @@ pub struct Outcome {
 pub(super) const MAX_GROUP_REQUESTS: usize = 1024;
 pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
-pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Sender<u64>) {
+pub(super) fn run(
+    mut conn: Connection,
+    rx: Receiver<Request>,
+    head: watch::Sender<u64>,
+    metrics: LogMetrics,
+) {
     let mut next = *head.borrow() + 1;
     while let Ok(first) = rx.recv() {
         let mut events = first.events.len();
@@ -59,8 +66,10 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Send
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        let start = Instant::now();
         match commit(&mut conn, &group, next) {
             Ok((outcomes, new_next)) => {
+                metrics.observe_commit(group.len(), start.elapsed());
                 next = new_next;
                 head.send_replace(next - 1);
                 for (req, outcome) in group.into_iter().zip(outcomes) {
@@ -68,6 +77,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Request>, head: watch::Send
                 }
             }
             Err(e) => {
+                metrics.failed_commits.inc();
                 tracing::error!(error = %e, appends = group.len(), "group commit failed; rolled back");
                 for req in group {
                     let _ = req.reply.send(Err(AppendError::Storage(e.to_string())));

@@ -1,5 +1,6 @@
 //! Optimistic concurrency and group commit under concurrent writers: one
-//! winner per expected version, and a gapless global order.
+//! winner per expected version, concurrent appends sharing commits, and a
+//! gapless global order.
 
 use std::collections::HashMap;
 
@@ -33,6 +34,10 @@ fn thirty_two_writers_with_the_same_expected_version_one_wins() {
     }
     let (_, body) = c.get("/streams/contested");
     assert_eq!(body["events"].as_array().unwrap().len(), 2);
+    // 33 appends, the 32 concurrent ones answered by shared commits.
+    let (text, m) = c.metrics();
+    assert_eq!(m["refract_log_committed_appends_total"], 33.0, "{text}");
+    assert!(m["refract_log_commits_total"] < 33.0, "one commit per append: {text}");
 }
 
 #[test]

@@ -176,26 +176,16 @@ fn metrics_are_prometheus_text_and_lag_falls_to_zero() {
     let c = server.client();
     let r = c.append("order-1", json!("no_stream"), &order_events("ada", 3));
     c.wait_projection("order-summary", WAIT, |s| s["position"] == r["last_position"]);
-    let (status, text) = c.get_text("/metrics");
-    assert_eq!(status, 200);
-    let mut samples = std::collections::HashMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            assert!(
-                line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF",
-                "bad comment line: {line}"
-            );
-            continue;
-        }
-        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in: {line}"));
-        samples.insert(name.to_owned(), value);
-    }
-    assert!(text.trim_end().ends_with("# EOF"));
+    let (text, samples) = c.metrics();
     assert_eq!(samples["refract_projection_lag_events{projection=\"order-summary\"}"], 0.0);
     assert_eq!(samples["refract_projection_position{projection=\"order-summary\"}"], 5.0);
     assert_eq!(samples["refract_projection_events_applied_total{projection=\"order-summary\"}"], 5.0);
     assert_eq!(samples["refract_appends_total{outcome=\"ok\"}"], 1.0);
+    // The append went through one group commit of the log's writer.
+    assert_eq!(samples["refract_log_commits_total"], 1.0);
+    assert_eq!(samples["refract_log_committed_appends_total"], 1.0);
+    assert_eq!(samples["refract_log_commit_seconds_count"], 1.0);
+    assert_eq!(samples["refract_log_failed_commits_total"], 0.0);
     assert!(samples.keys().any(|k| k.starts_with("refract_http_requests_total{method=\"POST\",route=\"/streams/{stream_id}/events\",status=\"201\"}")), "{text}");
     assert!(samples.keys().any(|k| k.starts_with("refract_projection_batch_seconds_bucket")), "{text}");
 }

@@ -165,6 +165,28 @@ impl Client {
         }
     }
 
+    /// `GET /metrics`: its text, checked to be OpenMetrics (comment lines
+    /// are HELP, TYPE or the final EOF), and its samples by name with labels.
+    pub fn metrics(&self) -> (String, std::collections::HashMap<String, f64>) {
+        let (status, text) = self.get_text("/metrics");
+        assert_eq!(status, 200, "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        let mut samples = std::collections::HashMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(
+                    line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF",
+                    "bad comment line: {line}"
+                );
+                continue;
+            }
+            let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in: {line}"));
+            samples.insert(name.to_owned(), value);
+        }
+        (text, samples)
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Reply {
         reply(ureq::post(&format!("{}{path}", self.base)).send_json(body))
     }
