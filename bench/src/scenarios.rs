@@ -377,12 +377,16 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         let answered = log.appends.get() - appends_before;
         anyhow::ensure!(answered == appends, "the log's writer answered {answered} appends of {appends}");
         commits.push(log.commits.get() - commits_before);
+        // The writer's time inside its commits (checks, inserts, commit and
+        // fsync), from the histogram at /metrics; the rest it waited.
+        let in_commits = scrape(&server.base, "refract_log_commit_seconds_sum")?;
         let cpu: Vec<String> = sent.cpu_ms.iter().map(|(name, ms)| format!("{name} {ms}")).collect();
         eprintln!(
-            "P2b run {}: 64 clients {:.3} s in {} commits (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
+            "P2b run {}: 64 clients {:.3} s in {} commits, the writer in them {:.0} % of it (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
             run + 1,
             secs(ours[run]),
             commits[run],
+            100.0 * in_commits / secs(ours[run]),
             cpu.join(", "),
             secs(stack[run]),
             secs(base[run]),
@@ -410,6 +414,14 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         "≥ 10× (group commit)",
         Some(ratio >= 10.0),
     ))
+}
+
+/// The value of sample `name` (without labels) at `base`'s `/metrics`.
+fn scrape(base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = ureq::get(&format!("{base}/metrics")).call()?.into_string()?;
+    let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
+    let value = value.with_context(|| format!("no sample {name} at {base}/metrics"))?;
+    Ok(value.parse()?)
 }
 
 /// Serves `app` on a loopback port of its own for the rest of the run
