@@ -372,6 +372,8 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
             Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
         let log = server.app.metrics.log();
         let (commits_before, appends_before) = (log.commits.get(), log.appends.get());
+        let commit_seconds = "refract_log_commit_seconds_sum";
+        let in_commits_before = scrape(&server.base, commit_seconds)?;
         let sent = load::send_all(&server.base, requests())?;
         ours.push(sent.elapsed);
         let answered = log.appends.get() - appends_before;
@@ -379,7 +381,7 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         commits.push(log.commits.get() - commits_before);
         // The writer's time inside its commits (checks, inserts, commit and
         // fsync), from the histogram at /metrics; the rest it waited.
-        let in_commits = scrape(&server.base, "refract_log_commit_seconds_sum")?;
+        let in_commits = scrape(&server.base, commit_seconds)? - in_commits_before;
         let cpu: Vec<String> = sent.cpu_ms.iter().map(|(name, ms)| format!("{name} {ms}")).collect();
         eprintln!(
             "P2b run {}: 64 clients {:.3} s in {} commits, the writer in them {:.0} % of it (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
