@@ -232,6 +232,61 @@ mod tests {
         }
     }
 
+    /// A group commit that fails is rolled back whole: every append of the
+    /// group is answered with the storage error, nothing is written, and
+    /// the metrics count a failed commit, not a commit; the next group
+    /// commits again.
+    #[test]
+    fn a_failed_group_commit_answers_every_append_and_is_counted() {
+        let dir = std::env::temp_dir().join(format!("refract-writer-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
+        crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
+        // Refuses the events of stream "bad", standing in for a failing disk.
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.stream_id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (head, head_rx) = watch::channel(0);
+        let metrics = LogMetrics::default();
+        let send = |stream_id: &str| {
+            let (reply, answer) = oneshot::channel();
+            let request = Request {
+                stream_id: stream_id.into(),
+                expected: ExpectedVersion::Any,
+                events: events(stream_id, 1),
+                idempotency: None,
+                reply,
+            };
+            tx.send(request).unwrap();
+            answer
+        };
+        // One group: all three are queued before the writer starts.
+        let replies = [send("a"), send("bad"), send("b")];
+        let writer = {
+            let metrics = metrics.clone();
+            std::thread::spawn(move || run(conn, rx, head, metrics))
+        };
+        let answers: Vec<_> = replies.into_iter().map(|r| r.blocking_recv().unwrap()).collect();
+        for a in &answers {
+            assert!(matches!(a, Err(AppendError::Storage(e)) if e.contains("refused")), "{answers:?}");
+        }
+        assert_eq!((metrics.failed_commits.get(), metrics.commits.get(), *head_rx.borrow()), (1, 0, 0));
+        let answer = send("a").blocking_recv().unwrap();
+        assert_eq!(
+            answer.map(|o| o.appended.last_position).ok(),
+            Some(1),
+            "nothing of the failed group was kept"
+        );
+        assert_eq!((metrics.failed_commits.get(), metrics.commits.get(), metrics.appends.get()), (1, 1, 1));
+        drop(tx);
+        writer.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A group whose events take every size of multi-row insert and a
     /// conflict in the middle: each append's events land in order, at the
     /// positions and versions its outcome reports, and the conflicting one
