@@ -112,7 +112,8 @@ impl ProjectionMetrics {
 /// The metrics of the event log's writer: its group commits.
 #[derive(Clone, Debug)]
 pub struct LogMetrics {
-    /// Group commits: with `synchronous=FULL`, one fsync each.
+    /// Group commits: with `synchronous=FULL`, one fsync each that wrote
+    /// anything (a group of conflicting appends writes nothing).
     pub commits: Counter,
     /// Appends those commits answered (a conflicting append is answered by
     /// its group's commit too, having written nothing).
@@ -203,7 +204,7 @@ impl Metrics {
         r.register("log_head_position", "Position of the last event in the log", head.clone());
         r.register(
             "log_commits",
-            "Group commits of the event log (one fsync each with synchronous=FULL)",
+            "Group commits of the event log (with synchronous=FULL one fsync each, unless it wrote nothing)",
             log.commits.clone(),
         );
         r.register(
