@@ -221,6 +221,16 @@ mod tests {
             .collect()
     }
 
+    /// A fresh log database in a directory of its own, named after `test`.
+    fn empty_log(test: &str) -> (std::path::PathBuf, Connection) {
+        let dir = std::env::temp_dir().join(format!("refract-writer-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
+        crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
+        (dir, conn)
+    }
+
     fn request(stream_id: &str, expected: ExpectedVersion, n: usize) -> Request {
         let (reply, _) = oneshot::channel();
         Request {
@@ -238,11 +248,7 @@ mod tests {
     /// commits again.
     #[test]
     fn a_failed_group_commit_answers_every_append_and_is_counted() {
-        let dir = std::env::temp_dir().join(format!("refract-writer-fail-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
-        crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
+        let (dir, conn) = empty_log("fail");
         // Refuses the events of stream "bad", standing in for a failing disk.
         conn.execute_batch(
             "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.stream_id = 'bad'
@@ -293,11 +299,7 @@ mod tests {
     /// writes nothing.
     #[test]
     fn a_group_is_written_in_order_across_multi_row_inserts() {
-        let dir = std::env::temp_dir().join(format!("refract-writer-rows-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
-        crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
+        let (dir, mut conn) = empty_log("rows");
         // 64 + 8 + 3 events, then 2, a conflict, then 9 more on the first stream.
         let group = [
             request("a", ExpectedVersion::NoStream, 75),
