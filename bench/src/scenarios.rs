@@ -370,18 +370,14 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
         stack.push(load::send_all(&bare, requests())?.elapsed);
         let server =
             Server::start(rt, &refract::Config::new(dir.path().join("data"), dir.path().join("none")))?;
-        let log = server.app.metrics.log();
-        let (commits_before, appends_before) = (log.commits.get(), log.appends.get());
-        let commit_seconds = "refract_log_commit_seconds_sum";
-        let in_commits_before = scrape(&server.base, commit_seconds)?;
+        let before = log_totals(&server.base)?;
         let sent = load::send_all(&server.base, requests())?;
         ours.push(sent.elapsed);
-        let answered = log.appends.get() - appends_before;
+        let after = log_totals(&server.base)?;
+        let answered = (after.appends - before.appends) as u64;
         anyhow::ensure!(answered == appends, "the log's writer answered {answered} appends of {appends}");
-        commits.push(log.commits.get() - commits_before);
-        // The writer's time inside its commits (checks, inserts, commit and
-        // fsync), from the histogram at /metrics; the rest it waited.
-        let in_commits = scrape(&server.base, commit_seconds)? - in_commits_before;
+        commits.push((after.commits - before.commits) as u64);
+        let in_commits = after.commit_seconds - before.commit_seconds;
         let cpu: Vec<String> = sent.cpu_ms.iter().map(|(name, ms)| format!("{name} {ms}")).collect();
         eprintln!(
             "P2b run {}: 64 clients {:.3} s in {} commits, the writer in them {:.0} % of it (CPU ms by thread: {}), HTTP alone {:.3} s, raw single {:.3} s",
@@ -418,12 +414,26 @@ fn p2b(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
     ))
 }
 
-/// The value of sample `name` (without labels) at `base`'s `/metrics`.
-fn scrape(base: &str, name: &str) -> anyhow::Result<f64> {
+/// The log writer's totals as a server's `/metrics` reports them.
+struct LogTotals {
+    commits: f64,
+    appends: f64,
+    /// Time inside commits (checks, inserts, commit and fsync); the rest
+    /// of the writer's time it waited for appends.
+    commit_seconds: f64,
+}
+
+fn log_totals(base: &str) -> anyhow::Result<LogTotals> {
     let text = ureq::get(&format!("{base}/metrics")).call()?.into_string()?;
-    let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
-    let value = value.with_context(|| format!("no sample {name} at {base}/metrics"))?;
-    Ok(value.parse()?)
+    let sample = |name: &str| -> anyhow::Result<f64> {
+        let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
+        Ok(value.with_context(|| format!("no sample {name} at {base}/metrics"))?.parse()?)
+    };
+    Ok(LogTotals {
+        commits: sample("refract_log_commits_total")?,
+        appends: sample("refract_log_committed_appends_total")?,
+        commit_seconds: sample("refract_log_commit_seconds_sum")?,
+    })
 }
 
 /// Serves `app` on a loopback port of its own for the rest of the run

@@ -231,15 +231,21 @@ mod tests {
         (dir, conn)
     }
 
-    fn request(stream_id: &str, expected: ExpectedVersion, n: usize) -> Request {
-        let (reply, _) = oneshot::channel();
-        Request {
+    /// An append of `n` events to `stream_id`, and where its answer comes.
+    fn request(
+        stream_id: &str,
+        expected: ExpectedVersion,
+        n: usize,
+    ) -> (Request, oneshot::Receiver<Result<Outcome, AppendError>>) {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
             stream_id: stream_id.into(),
             expected,
             events: events(stream_id, n),
             idempotency: None,
             reply,
-        }
+        };
+        (request, answer)
     }
 
     /// A group commit that fails is rolled back whole: every append of the
@@ -259,14 +265,7 @@ mod tests {
         let (head, head_rx) = watch::channel(0);
         let metrics = LogMetrics::default();
         let send = |stream_id: &str| {
-            let (reply, answer) = oneshot::channel();
-            let request = Request {
-                stream_id: stream_id.into(),
-                expected: ExpectedVersion::Any,
-                events: events(stream_id, 1),
-                idempotency: None,
-                reply,
-            };
+            let (request, answer) = request(stream_id, ExpectedVersion::Any, 1);
             tx.send(request).unwrap();
             answer
         };
@@ -306,7 +305,8 @@ mod tests {
             request("b", ExpectedVersion::Any, 2),
             request("a", ExpectedVersion::NoStream, 4),
             request("a", ExpectedVersion::Exact(75), 9),
-        ];
+        ]
+        .map(|(request, _)| request);
         let (outcomes, next) = commit(&mut conn, &group, 1).unwrap();
         assert_eq!(next, 87);
         let appended: Vec<Option<Appended>> =
