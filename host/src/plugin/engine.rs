@@ -20,6 +20,13 @@ const TABLES_PER_PLUGIN: u32 = 4;
 /// Entries a plugin's table may have (function pointers for indirect
 /// calls; a large Rust plugin has a few thousand).
 const TABLE_ELEMENTS: usize = 100_000;
+/// Bytes of a pooled memory, and of a pooled table, that an ended instance
+/// may leave resident: the pages it wrote, up to this much, are copied back
+/// to their initial contents instead of being unmapped. Unmapping costs a
+/// system call, a TLB flush on every core and a page fault for each page
+/// the next instance touches again (measurements: P7 in
+/// `bench/ANALYSIS.md`).
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Creates the engine every plugin is compiled and run with, and starts the
 /// thread that advances its epoch (it ends when the engine is dropped).
@@ -31,9 +38,14 @@ const TABLE_ELEMENTS: usize = 100_000;
 /// wasmtime's pooling allocator: every slot's address space is reserved
 /// once, up front (4 GiB plus guard pages per memory, untouched until used,
 /// so that compiled code needs no bounds checks), and an instance that ends
-/// leaves its slot for the next one instead of unmapping its memory. That
-/// makes a fresh instance per command cheap; the price is a fixed number of
-/// instances alive at once.
+/// leaves its slot for the next one. Its memory and tables are reset by
+/// copying their initial contents back over the pages it wrote, which stay
+/// resident for the slot's next instance, up to [`KEEP_RESIDENT`] bytes
+/// each; only what lies beyond is unmapped. On Linux 6.7 and later the
+/// `PAGEMAP_SCAN` ioctl says which pages were written; on older kernels the
+/// first [`KEEP_RESIDENT`] bytes are reset whatever was written. That makes
+/// a fresh instance per command cheap; the price is a fixed number of
+/// instances alive at once, and the pages each used slot keeps.
 pub fn new_engine(cache_dir: Option<&Path>, limits: &SandboxLimits) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     if let Some(dir) = cache_dir {
@@ -59,7 +71,10 @@ pub fn new_engine(cache_dir: Option<&Path>, limits: &SandboxLimits) -> anyhow::R
             .max_tables_per_module(TABLES_PER_PLUGIN)
             .table_elements(TABLE_ELEMENTS)
             // A 32-bit memory never exceeds 4 GiB, whatever the cap says.
-            .max_memory_size(limits.memory_bytes.min(1 << 32));
+            .max_memory_size(limits.memory_bytes.min(1 << 32))
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     let engine = Engine::new(&config)?;

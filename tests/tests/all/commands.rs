@@ -175,6 +175,21 @@ fn a_replayed_idempotency_key_returns_the_original_outcome_once() {
 }
 
 #[test]
+fn a_command_never_finds_what_an_earlier_command_left_in_memory() {
+    // Each command leaves its data in a static and a 2 MiB heap buffer and
+    // reports what the previous one left; instance slots are reused, so
+    // this holds only if the host resets every page a command wrote.
+    let server = Server::start(&[BAD_HANDLER]);
+    let c = server.client();
+    for i in 0..20 {
+        let (status, body) =
+            c.command("bad-handler", "Remember", &format!("tenant-{i}"), json!({ "secret": i }));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["events"][0]["data"], json!({ "previous": null }), "command {i}: {body}");
+    }
+}
+
+#[test]
 fn a_handler_that_traps_loops_or_returns_garbage_appends_nothing() {
     let server = Server::start_with(&[BAD_HANDLER, ORDERS], |cfg| {
         cfg.sandbox.call_timeout = Duration::from_millis(300);

@@ -1,9 +1,11 @@
 //! A hostile command handler, written against the raw WIT interface (as a
 //! hostile author would, bypassing the SDK's typed events). Depending on the
 //! command it panics, loops forever, returns an event with an empty type,
-//! returns data that is not JSON, or floods the stream with `count` events.
+//! returns data that is not JSON, floods the stream with `count` events, or
+//! leaves the command's data in its memory for a later command to find.
 //! The host must answer with a clear error and append nothing — or, for a
-//! flood within the log's limits, append it atomically.
+//! flood within the log's limits, append it atomically; and every command
+//! must start from a fresh memory.
 
 #[cfg(target_family = "wasm")]
 use refract_sdk::__private::handler_bindings::exports::refract::plugin::decider::{
@@ -11,7 +13,16 @@ use refract_sdk::__private::handler_bindings::exports::refract::plugin::decider:
 };
 
 /// The command types.
-pub const COMMAND_TYPES: &[&str] = &["Trap", "Loop", "Malformed", "BadJson", "Flood", "Fine"];
+pub const COMMAND_TYPES: &[&str] = &["Trap", "Loop", "Malformed", "BadJson", "Flood", "Remember", "Fine"];
+
+/// Bytes "Remember" fills before the command's data: more than the host
+/// keeps resident of an ended instance's memory, so both of the ways it
+/// resets a memory are exercised.
+const REMEMBER_BYTES: usize = 2 << 20;
+
+/// What the last "Remember" of this memory left: `REMEMBER_BYTES` of
+/// filler, then the command's data.
+static REMEMBERED: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
 
 /// The handler.
 pub struct BadHandler;
@@ -40,6 +51,17 @@ pub fn decide(command_type: &str, data: &str) -> Result<Vec<(String, String)>, (
                 .and_then(|s| s.parse::<usize>().ok())
                 .ok_or_else(|| ("invalid_command".to_owned(), "Flood needs {\"count\": N}".to_owned()))?;
             Ok((0..count).map(|i| ("Flooded".to_owned(), format!("{{\"i\":{i}}}"))).collect())
+        }
+        "Remember" => {
+            let mut kept = vec![b' '; REMEMBER_BYTES];
+            kept.extend_from_slice(data.as_bytes());
+            let mut remembered = REMEMBERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let previous =
+                remembered.replace(kept).map(|p| String::from_utf8_lossy(&p[REMEMBER_BYTES..]).into_owned());
+            Ok(vec![(
+                "Remembered".to_owned(),
+                format!("{{\"previous\":{}}}", previous.as_deref().unwrap_or("null")),
+            )])
         }
         "Fine" => Ok(vec![fine()]),
         other => Err(("unknown_command".to_owned(), format!("no command {other}"))),
@@ -79,5 +101,15 @@ mod tests {
     fn floods_as_many_events_as_asked() {
         assert_eq!(decide("Flood", r#"{"count": 3}"#).unwrap().len(), 3);
         assert!(decide("Flood", "{}").is_err());
+    }
+
+    #[test]
+    fn remember_finds_what_an_earlier_call_left_in_the_same_memory() {
+        // Natively the memory is the test's and persists; in the host each
+        // command has a fresh one and must find nothing.
+        let first = decide("Remember", r#"{"secret":1}"#).unwrap();
+        assert_eq!(first[0].1, r#"{"previous":null}"#);
+        let second = decide("Remember", r#"{"secret":2}"#).unwrap();
+        assert_eq!(second[0].1, r#"{"previous":{"secret":1}}"#);
     }
 }
