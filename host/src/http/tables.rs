@@ -84,28 +84,43 @@ struct TableInfo {
     columns: Vec<String>,
     primary_key: Vec<String>,
     has_rowid: bool,
+    /// With a single-column primary key, the statement reading a row by
+    /// it (see [`select_row`]).
+    by_key: Option<String>,
 }
 
 const TABLE_KIND: &str = "SELECT type FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')";
 const TABLE_COLUMNS: &str = "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid";
 
-/// Table descriptions by database file, table and schema version: a
-/// table's columns are read once per schema change, not per request.
-type InfoCache = std::collections::HashMap<(PathBuf, String, i64), Arc<TableInfo>>;
+/// Table descriptions by database file and table, each with the schema
+/// version it was read at: a table's columns are read once per schema
+/// change, not per request.
+type InfoCache = std::collections::HashMap<(PathBuf, String), (i64, Arc<TableInfo>)>;
 static TABLE_INFO: std::sync::Mutex<Option<InfoCache>> = std::sync::Mutex::new(None);
 /// Entries kept before the cache starts over (old builds' entries go too).
 const TABLE_INFO_ENTRIES: usize = 4096;
 
+fn info_key(conn: &Connection, table: &str) -> (PathBuf, String) {
+    (PathBuf::from(conn.path().unwrap_or_default()), table.to_owned())
+}
+
+/// The cached description of `table` in `conn`'s database and the schema
+/// version it was read at, unchecked.
+fn cached_info(conn: &Connection, table: &str) -> Option<(i64, Arc<TableInfo>)> {
+    let cache = TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner());
+    cache.as_ref()?.get(&info_key(conn, table)).cloned()
+}
+
+/// The description of `table` at the database's current schema version.
 fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<Arc<TableInfo>, ApiError> {
     let version: i64 = conn
         .prepare_cached("PRAGMA schema_version")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(sql_error)?;
-    let key = (PathBuf::from(conn.path().unwrap_or_default()), table.to_owned(), version);
-    if let Some(info) =
-        TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|c| c.get(&key))
+    if let Some((v, info)) = cached_info(conn, table)
+        && v == version
     {
-        return Ok(info.clone());
+        return Ok(info);
     }
     let info = Arc::new(read_table_info(conn, projection, table)?);
     let mut cache = TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,7 +128,7 @@ fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<Arc<Ta
     if cache.len() >= TABLE_INFO_ENTRIES {
         cache.clear();
     }
-    cache.insert(key, info.clone());
+    cache.insert(info_key(conn, table), (version, info.clone()));
     Ok(info)
 }
 
@@ -136,17 +151,24 @@ fn read_table_info(conn: &Connection, projection: &str, table: &str) -> Result<T
     let columns = cols.iter().map(|(c, _)| c.clone()).collect();
     cols.retain(|(_, pk)| *pk > 0);
     cols.sort_by_key(|(_, pk)| *pk);
-    Ok(TableInfo {
-        columns,
-        primary_key: cols.into_iter().map(|(c, _)| c).collect(),
-        has_rowid: kind == "table",
-    })
+    let primary_key: Vec<String> = cols.into_iter().map(|(c, _)| c).collect();
+    let by_key = match primary_key.as_slice() {
+        [pk] => Some(format!(
+            "SELECT (SELECT schema_version FROM pragma_schema_version), * FROM {} WHERE {} = ?1",
+            quote(table),
+            quote(pk)
+        )),
+        _ => None,
+    };
+    Ok(TableInfo { columns, primary_key, has_rowid: kind == "table", by_key })
 }
 
-fn row_object(row: &rusqlite::Row<'_>, columns: &[String]) -> rusqlite::Result<Value> {
+/// The row's values from column `first` on, as an object keyed by
+/// `columns` (the names of those columns).
+fn row_object(row: &rusqlite::Row<'_>, columns: &[String], first: usize) -> rusqlite::Result<Value> {
     let mut m = Map::with_capacity(columns.len());
     for (i, c) in columns.iter().enumerate() {
-        m.insert(c.clone(), to_json(row.get_ref(i)?));
+        m.insert(c.clone(), to_json(row.get_ref(first + i)?));
     }
     Ok(Value::Object(m))
 }
@@ -214,7 +236,7 @@ pub async fn rows(
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let values = filters.iter().map(|(_, v)| v.as_str());
         let mut out: Vec<Value> = stmt
-            .query_map(rusqlite::params_from_iter(values), |r| row_object(r, &columns))
+            .query_map(rusqlite::params_from_iter(values), |r| row_object(r, &columns, 0))
             .map_err(sql_error)?
             .collect::<Result<_, _>>()
             .map_err(sql_error)?;
@@ -268,21 +290,51 @@ pub async fn row(
 }
 
 /// The row of `table` whose single-column primary key is `key`, as JSON.
+///
+/// With the table's description cached, this is one read transaction: the
+/// statement reads the schema version beside the row, and the row is kept
+/// only if the description is of that version. Otherwise (first read, a
+/// changed schema, no such row, an error) the version is read first and
+/// the description refreshed, which is a second transaction.
 fn read_row(conn: &Connection, name: &str, table: &str, key: &str) -> Result<Value, ApiError> {
+    if let Some((version, info)) = cached_info(conn, table)
+        && let Ok(Some((v, row))) = select_row(conn, name, table, &info, key)
+        && v == version
+    {
+        return Ok(row);
+    }
     let info = table_info(conn, name, table)?;
-    let [pk] = info.primary_key.as_slice() else {
+    match select_row(conn, name, table, &info, key)? {
+        Some((_, row)) => Ok(row),
+        None => Err(ApiError::not_found(format!(
+            "table {table} has no row with {} = {key:?}",
+            info.primary_key.join(", ")
+        ))),
+    }
+}
+
+/// The row of `table` with `key` as its primary key described by `info`,
+/// and the schema version it was read at.
+fn select_row(
+    conn: &Connection,
+    name: &str,
+    table: &str,
+    info: &TableInfo,
+    key: &str,
+) -> Result<Option<(i64, Value)>, ApiError> {
+    let Some(sql) = &info.by_key else {
         return Err(ApiError::bad_request(format!(
             "table {table} has no single-column primary key; filter with GET /projections/{name}/tables/{table}?column=value"
         )));
     };
-    let sql = format!("SELECT * FROM {} WHERE {} = ?1", quote(table), quote(pk));
-    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
-    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
     let mut rows = stmt.query([key]).map_err(sql_error)?;
-    match rows.next().map_err(sql_error)? {
-        Some(r) => row_object(r, &columns).map_err(sql_error),
-        None => Err(ApiError::not_found(format!("table {table} has no row with {pk} = {key:?}"))),
-    }
+    let Some(r) = rows.next().map_err(sql_error)? else { return Ok(None) };
+    // The names as of this step: SQLite prepares the statement again if
+    // the schema changed since it was cached.
+    let columns: Vec<String> = r.as_ref().column_names().skip(1).map(str::to_owned).collect();
+    let version: i64 = r.get(0).map_err(sql_error)?;
+    Ok(Some((version, row_object(r, &columns, 1).map_err(sql_error)?)))
 }
 
 /// Body of `POST /projections/{name}/query`.
@@ -370,4 +422,56 @@ fn read_rows(
     })();
     let (rows, truncated) = result.map_err(sql_error)?;
     Ok((columns, rows, truncated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, Synchronous};
+    use crate::plugin::guard::{Policy, SqlGuard};
+    use axum::http::StatusCode;
+
+    #[test]
+    fn a_row_read_by_key_follows_the_schema_on_the_same_connection() {
+        let dir = std::env::temp_dir().join(format!("refract-tables-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("read.db");
+        let w = db::open_rw(&path, Synchronous::Normal).unwrap();
+        w.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, a INTEGER); INSERT INTO t VALUES ('k', 1);")
+            .unwrap();
+        let mut r = db::open_ro(&path).unwrap();
+        SqlGuard::install(&mut r, Policy::ReadOnly).unwrap();
+        let read = |key: &str| read_row(&r, "p", "t", key);
+
+        // The first read describes the table; the second uses the cached
+        // description.
+        assert_eq!(read("k").unwrap(), json!({ "id": "k", "a": 1 }));
+        assert_eq!(read("k").unwrap(), json!({ "id": "k", "a": 1 }));
+
+        // A column added: the cached statement is prepared again and the
+        // row has it.
+        w.execute_batch("ALTER TABLE t ADD COLUMN b TEXT NOT NULL DEFAULT 'x'").unwrap();
+        assert_eq!(read("k").unwrap(), json!({ "id": "k", "a": 1, "b": "x" }));
+
+        // The key moved to another column while the old one is still
+        // there: a read by the old key must not find the row through it.
+        w.execute_batch(
+            "DROP TABLE t; CREATE TABLE t (id TEXT, name TEXT PRIMARY KEY); INSERT INTO t VALUES ('k', 'n');",
+        )
+        .unwrap();
+        let missing = read("k").unwrap_err();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(read("n").unwrap(), json!({ "id": "k", "name": "n" }));
+        assert_eq!(read("n").unwrap(), json!({ "id": "k", "name": "n" }));
+
+        // The key dropped altogether, then no key at all.
+        w.execute_batch("DROP TABLE t; CREATE TABLE t (x TEXT, y TEXT, PRIMARY KEY (x, y)); INSERT INTO t VALUES ('n', 'n');")
+            .unwrap();
+        assert_eq!(read("n").unwrap_err().status(), StatusCode::BAD_REQUEST);
+        w.execute_batch("DROP TABLE t").unwrap();
+        assert_eq!(read("n").unwrap_err().status(), StatusCode::NOT_FOUND);
+        drop((r, w));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
