@@ -94,21 +94,19 @@ const TABLE_COLUMNS: &str = "SELECT name, pk FROM pragma_table_info(?1) ORDER BY
 
 /// Table descriptions by database file and table, each with the schema
 /// version it was read at: a table's columns are read once per schema
-/// change, not per request.
-type InfoCache = std::collections::HashMap<(PathBuf, String), (i64, Arc<TableInfo>)>;
+/// change, not per request. Looked up by borrowed path and name, so a
+/// read allocates nothing to find its description.
+type InfoCache = std::collections::HashMap<PathBuf, std::collections::HashMap<String, (i64, Arc<TableInfo>)>>;
 static TABLE_INFO: std::sync::Mutex<Option<InfoCache>> = std::sync::Mutex::new(None);
-/// Entries kept before the cache starts over (old builds' entries go too).
-const TABLE_INFO_ENTRIES: usize = 4096;
-
-fn info_key(conn: &Connection, table: &str) -> (PathBuf, String) {
-    (PathBuf::from(conn.path().unwrap_or_default()), table.to_owned())
-}
+/// Databases kept before the cache starts over (old builds' entries go
+/// too).
+const TABLE_INFO_DATABASES: usize = 4096;
 
 /// The cached description of `table` in `conn`'s database and the schema
 /// version it was read at, unchecked.
 fn cached_info(conn: &Connection, table: &str) -> Option<(i64, Arc<TableInfo>)> {
     let cache = TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner());
-    cache.as_ref()?.get(&info_key(conn, table)).cloned()
+    cache.as_ref()?.get(std::path::Path::new(conn.path().unwrap_or_default()))?.get(table).cloned()
 }
 
 /// The description of `table` at the database's current schema version.
@@ -125,10 +123,11 @@ fn table_info(conn: &Connection, projection: &str, table: &str) -> Result<Arc<Ta
     let info = Arc::new(read_table_info(conn, projection, table)?);
     let mut cache = TABLE_INFO.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache.get_or_insert_with(InfoCache::new);
-    if cache.len() >= TABLE_INFO_ENTRIES {
+    let path = PathBuf::from(conn.path().unwrap_or_default());
+    if cache.len() >= TABLE_INFO_DATABASES && !cache.contains_key(&path) {
         cache.clear();
     }
-    cache.insert(info_key(conn, table), (version, info.clone()));
+    cache.entry(path).or_default().insert(table.to_owned(), (version, info.clone()));
     Ok(info)
 }
 
@@ -433,9 +432,7 @@ mod tests {
 
     #[test]
     fn a_row_read_by_key_follows_the_schema_on_the_same_connection() {
-        let dir = std::env::temp_dir().join(format!("refract-tables-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = db::scratch_dir("tables");
         let path = dir.join("read.db");
         let w = db::open_rw(&path, Synchronous::Normal).unwrap();
         w.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, a INTEGER); INSERT INTO t VALUES ('k', 1);")
@@ -465,7 +462,7 @@ mod tests {
         assert_eq!(read("n").unwrap(), json!({ "id": "k", "name": "n" }));
         assert_eq!(read("n").unwrap(), json!({ "id": "k", "name": "n" }));
 
-        // The key dropped altogether, then no key at all.
+        // A key of two columns, then no table at all.
         w.execute_batch("DROP TABLE t; CREATE TABLE t (x TEXT, y TEXT, PRIMARY KEY (x, y)); INSERT INTO t VALUES ('n', 'n');")
             .unwrap();
         assert_eq!(read("n").unwrap_err().status(), StatusCode::BAD_REQUEST);

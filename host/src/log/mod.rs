@@ -399,9 +399,7 @@ mod close_tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn closing_after_reads_leaves_no_wal_behind() {
-        let dir = std::env::temp_dir().join(format!("refract-log-close-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::db::scratch_dir("log-close");
         let path = dir.join("events.db");
         let log = EventLog::open(&path, LogOptions::default(), LogMetrics::default()).unwrap();
         let event = NewEvent {

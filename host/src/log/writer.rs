@@ -223,9 +223,7 @@ mod tests {
 
     /// A fresh log database in a directory of its own, named after `test`.
     fn empty_log(test: &str) -> (std::path::PathBuf, Connection) {
-        let dir = std::env::temp_dir().join(format!("refract-writer-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::db::scratch_dir(&format!("writer-{test}"));
         let mut conn = crate::db::open_rw(&dir.join("events.db"), crate::db::Synchronous::Normal).unwrap();
         crate::db::migrate(&mut conn, sql::MIGRATIONS).unwrap();
         (dir, conn)
