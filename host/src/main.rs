@@ -122,6 +122,11 @@ struct ServeArgs {
     /// Durability of appends.
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     sync: Synchronous,
+    /// With `--sync full`, do not write the event log's WAL ahead (64 MiB
+    /// of zeros when the log opens, so that commits overwrite blocks
+    /// instead of extending the file).
+    #[arg(long)]
+    no_wal_reserve: bool,
     /// Events per projection batch (one `apply` call each).
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
@@ -203,6 +208,7 @@ impl ServeArgs {
         let mut c = Config::new(&self.data, &self.plugins);
         c.listen = self.listen;
         c.log.synchronous = self.sync;
+        c.log.reserve_wal = !self.no_wal_reserve;
         c.runner.batch_size = self.batch_size.max(1);
         c.runner.max_attempts = self.max_attempts.max(1);
         c.runner.catch_up_commit = Duration::from_millis(self.catch_up_commit_ms);
