@@ -107,8 +107,7 @@ pub(crate) fn wal_reserve_bytes(page_size: i64) -> u64 {
     32 + inline_frames as u64 * (page_size.max(512) as u64 + 24)
 }
 
-/// Writes zeros onto the end of the WAL of the database `conn` has open at
-/// `path` until the file is as long as the WAL grows between checkpoints
+/// Writes zeros onto the end of the WAL of `conn`'s database until the file is as long as the WAL grows between checkpoints
 /// ([`wal_reserve_bytes`]), then syncs it; returns the bytes written.
 ///
 /// A commit that extends a file waits for the filesystem to allocate its
@@ -125,9 +124,9 @@ pub(crate) fn wal_reserve_bytes(page_size: i64) -> u64 {
 /// appends frames while the file is extended; SQLite reads frames only up
 /// to the last commit, and after a crash it recovers the frames whose
 /// salts and checksums match the header, which zeros never do.
-pub fn reserve_wal(conn: &Connection, path: &Path) -> std::io::Result<u64> {
+pub fn reserve_wal(conn: &Connection) -> std::io::Result<u64> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(std::io::Error::other)?;
-    let written = extend_wal(conn, path);
+    let written = extend_wal(conn);
     let ended = conn.execute_batch("ROLLBACK").map_err(std::io::Error::other);
     let written = written?;
     ended?;
@@ -135,13 +134,13 @@ pub fn reserve_wal(conn: &Connection, path: &Path) -> std::io::Result<u64> {
 }
 
 /// [`reserve_wal`]'s work, under the write lock.
-fn extend_wal(conn: &Connection, path: &Path) -> std::io::Result<u64> {
+fn extend_wal(conn: &Connection) -> std::io::Result<u64> {
     use std::io::{Seek, SeekFrom, Write};
+    // An in-memory or temporary database has no file, so no WAL.
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else { return Ok(0) };
     let page_size: i64 =
         conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(std::io::Error::other)?;
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    let mut wal = match std::fs::OpenOptions::new().write(true).open(&wal_path) {
+    let mut wal = match std::fs::OpenOptions::new().write(true).open(format!("{path}-wal")) {
         Ok(f) => f,
         // Not in WAL mode: nothing to extend.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -387,7 +386,7 @@ mod tests {
         let other = open_rw(&path, Synchronous::Full).unwrap();
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2)").unwrap();
         conn.busy_timeout(Duration::from_millis(20)).unwrap();
-        assert!(reserve_wal(&conn, &path).is_err(), "reserved the WAL under another writer");
+        assert!(reserve_wal(&conn).is_err(), "reserved the WAL under another writer");
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), before);
         other.execute_batch("COMMIT").unwrap();
         let committed = std::fs::metadata(&wal).unwrap().len();
@@ -395,9 +394,9 @@ mod tests {
         // Once it is free: from the end of those frames to the whole
         // reservation, then nothing more to do.
         let reserved = wal_reserve_bytes(4096);
-        assert_eq!(reserve_wal(&conn, &path).unwrap(), reserved - committed);
+        assert_eq!(reserve_wal(&conn).unwrap(), reserved - committed);
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), reserved);
-        assert_eq!(reserve_wal(&conn, &path).unwrap(), 0);
+        assert_eq!(reserve_wal(&conn).unwrap(), 0);
         // Both writers' rows are there, after the zeros as before them.
         conn.execute("INSERT INTO t VALUES (3)", []).unwrap();
         drop(other);

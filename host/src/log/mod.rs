@@ -80,7 +80,7 @@ impl EventLog {
         if options.reserve_wal && options.synchronous == Synchronous::Full {
             // Before the writer's first commit (about 50 ms for 64 MiB).
             let start = std::time::Instant::now();
-            match db::reserve_wal(&conn, path) {
+            match db::reserve_wal(&conn) {
                 Ok(0) => {}
                 Ok(bytes) => {
                     let ms = start.elapsed().as_millis() as u64;
