@@ -319,6 +319,15 @@ pub(crate) fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Held by the unit tests that write the disk hard (a reserved WAL of
+/// 64 MiB, tens of MiB of commits): one at a time, so that a test bounding
+/// how far a WAL outruns its checkpoints is not measuring the others' I/O.
+#[cfg(test)]
+pub(crate) fn heavy_disk() -> std::sync::MutexGuard<'static, ()> {
+    static DISK: Mutex<()> = Mutex::new(());
+    DISK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +338,7 @@ mod tests {
 
     #[test]
     fn the_wal_thread_keeps_the_log_bounded_and_loses_nothing() {
+        let _disk = heavy_disk();
         let dir = scratch("wal");
         let path = dir.join("t.db");
         // The read models' page size; the bound is in bytes, whatever it is.
@@ -376,6 +386,7 @@ mod tests {
 
     #[test]
     fn the_wal_is_reserved_under_the_write_lock() {
+        let _disk = heavy_disk();
         let dir = scratch("wal-reserve-lock");
         let path = dir.join("t.db");
         let conn = open_rw(&path, Synchronous::Full).unwrap();

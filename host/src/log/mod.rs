@@ -421,7 +421,10 @@ mod close_tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread")]
+    // The guard only orders tests; each has a runtime of its own.
+    #[allow(clippy::await_holding_lock)]
     async fn closing_after_reads_leaves_no_wal_behind() {
+        let _disk = crate::db::heavy_disk();
         let dir = crate::db::scratch_dir("log-close");
         let path = dir.join("events.db");
         let log = EventLog::open(&path, LogOptions::default(), LogMetrics::default()).unwrap();
@@ -461,7 +464,10 @@ mod wal_reserve_tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    // The guard only orders tests; each has a runtime of its own.
+    #[allow(clippy::await_holding_lock)]
     async fn a_reserved_wal_is_overwritten_in_place_and_recovers_after_a_crash() {
+        let _disk = crate::db::heavy_disk();
         let dir = crate::db::scratch_dir("log-wal-reserve");
         let path = dir.join("events.db");
         let wal = dir.join("events.db-wal");
@@ -500,6 +506,7 @@ mod wal_reserve_tests {
 
     #[test]
     fn the_wal_is_reserved_only_when_asked_and_with_full_sync() {
+        let _disk = crate::db::heavy_disk();
         let dir = crate::db::scratch_dir("log-wal-unreserved");
         let wal_len = |name: &str, options: LogOptions| {
             let path = dir.join(name);
