@@ -17,7 +17,7 @@ struct ProjectionLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
-    outcome: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,15 +28,63 @@ struct CommandLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Route,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Route,
+}
+
+/// The methods that are label values by name; any other is `other`. A
+/// client may send any token as a method, and every label value is a
+/// series kept for the life of the process.
+const METHODS: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+
+/// The label value of an HTTP method: its name if it is one of
+/// [`METHODS`], else `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS.iter().find(|m| **m == method.as_str()).copied().unwrap_or("other")
+}
+
+/// The label value of a request's route: the pattern it matched
+/// (`/streams/{stream_id}/events`, one of the router's, so few), or
+/// `unmatched`. It shares axum's string instead of copying it.
+#[derive(Clone, Debug)]
+pub struct Route(Option<axum::extract::MatchedPath>);
+
+impl Route {
+    /// The route of a request that matched `path`, or none.
+    pub fn new(path: Option<axum::extract::MatchedPath>) -> Self {
+        Self(path)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", axum::extract::MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>) -> std::fmt::Result {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -272,8 +320,8 @@ impl Metrics {
     }
 
     /// Counts an append by outcome (`ok`, `conflict`, `invalid`, `error`).
-    pub fn append(&self, outcome: &str) {
-        self.inner.appends.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+    pub fn append(&self, outcome: &'static str) {
+        self.inner.appends.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Counts a command by handler and outcome.
@@ -282,13 +330,13 @@ impl Metrics {
         self.inner.commands.get_or_create(&l).inc();
     }
 
-    /// Records an HTTP request.
-    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+    /// Records an HTTP request (`method` from [`method_label`]).
+    pub fn request(&self, method: &'static str, route: Route, status: u16, took: Duration) {
         let i = &self.inner;
-        let l = RequestLabel { method: method.to_owned(), route: route.to_owned(), status };
-        i.requests.get_or_create(&l).inc();
-        let l = RouteLabel { method: method.to_owned(), route: route.to_owned() };
+        let l = RouteLabel { method, route };
         i.request_seconds.get_or_create(&l).observe(took.as_secs_f64());
+        let l = RequestLabel { method, route: l.route, status };
+        i.requests.get_or_create(&l).inc();
     }
 
     /// The OpenMetrics text, with gauges set from `projections` and `head`.

@@ -122,8 +122,8 @@ async fn every_request(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let start = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let method = crate::metrics::method_label(req.method());
+    let route = crate::metrics::Route::new(req.extensions().get::<axum::extract::MatchedPath>().cloned());
     let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     let response = if size > MAX_HEADER_BYTES {
         ApiError::new(
@@ -134,8 +134,7 @@ async fn every_request(
     } else {
         next.run(req).await
     };
-    let route = route.as_ref().map_or("unmatched", axum::extract::MatchedPath::as_str);
-    app.metrics.request(method.as_str(), route, response.status().as_u16(), start.elapsed());
+    app.metrics.request(method, route, response.status().as_u16(), start.elapsed());
     response
 }
 

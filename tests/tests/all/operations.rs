@@ -190,6 +190,38 @@ fn metrics_are_prometheus_text_and_lag_falls_to_zero() {
     assert!(samples.keys().any(|k| k.starts_with("refract_projection_batch_seconds_bucket")), "{text}");
 }
 
+#[test]
+fn request_metrics_keep_few_label_values_whatever_clients_send() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    // Any token is a method to HTTP, and any path a request: each distinct
+    // label value would be a series kept for the life of the process.
+    for i in 0..20 {
+        let method = format!("X-METHOD-{i}");
+        for path in ["/healthz".to_owned(), format!("/nope/{i}")] {
+            let status = match ureq::request(&method, &format!("{}{path}", c.base)).call() {
+                Err(ureq::Error::Status(s, _)) => s,
+                other => panic!("{method} {path}: {other:?}"),
+            };
+            assert_eq!(status, if path == "/healthz" { 405 } else { 404 }, "{method} {path}");
+        }
+    }
+    c.get("/healthz");
+    let (text, samples) = c.metrics();
+    assert!(!text.contains("X-METHOD"), "{text}");
+    assert!(!text.contains("/nope/"), "{text}");
+    assert_eq!(
+        samples["refract_http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}"],
+        20.0
+    );
+    assert_eq!(
+        samples["refract_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"}"],
+        20.0
+    );
+    assert_eq!(samples["refract_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"], 1.0);
+    assert_eq!(samples["refract_http_request_seconds_count{method=\"other\",route=\"unmatched\"}"], 20.0);
+}
+
 /// The database serving `name`, as `CURRENT` names it.
 fn serving_db(server: &Server, name: &str) -> std::path::PathBuf {
     let dir = server.data_dir().join("projections").join(name);
