@@ -156,10 +156,8 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "refract listening");
-        axum::serve(listener, http::router(self.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("while serving HTTP")
+        http::serve::serve(listener, http::router(self.clone()), &self.http, shutdown).await;
+        Ok(())
     }
 
     /// Stops the runners and the log writer; pending work is finished or

@@ -158,6 +158,14 @@ struct ServeArgs {
     /// Largest HTTP request body, in bytes.
     #[arg(long, default_value_t = 8 << 20)]
     max_body: usize,
+    /// HTTP connections served at once; further ones wait to be accepted.
+    /// Each holds a file descriptor: keep it well below `ulimit -n`.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a connection may take to send a request's headers, or stay
+    /// idle between requests, before it is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
     /// What a projection does with an event it cannot apply after its
     /// retries: stop there (`pause`) or record it and move on
     /// (`dead-letter`).
@@ -217,6 +225,8 @@ impl ServeArgs {
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.sandbox.max_instances = self.max_instances;
         c.http.max_body_bytes = self.max_body;
+        c.http.max_connections = self.max_connections as usize;
+        c.http.header_timeout = Duration::from_secs(self.header_timeout_secs);
         c.default_policy = self.error_policy;
         c.policies = self.policies.iter().cloned().collect();
         c.watch = !self.no_watch;

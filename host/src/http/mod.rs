@@ -7,6 +7,7 @@ pub use auth::Token;
 pub mod error;
 mod extract;
 mod projections;
+pub mod serve;
 mod streams;
 mod tables;
 
@@ -41,6 +42,11 @@ pub struct HttpOptions {
     /// Serve rows read by key from memory while their build's checkpoint
     /// is unchanged.
     pub row_cache: bool,
+    /// Connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// The longest a connection may take to send a request's headers,
+    /// or stay idle between requests, before it is closed.
+    pub header_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -54,6 +60,8 @@ impl Default for HttpOptions {
             token: None,
             protect_reads: false,
             row_cache: true,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -6,6 +6,7 @@ mod access_control;
 mod bad_input;
 mod commands;
 mod concurrency;
+mod connections;
 mod crash_recovery;
 mod crash_under_load;
 mod developer_loop;

@@ -1,0 +1,117 @@
+//! The server's connections: accepted up to a limit, each closed when it
+//! takes too long to send a request's headers (or idles that long between
+//! requests), all closed gracefully at shutdown.
+//!
+//! `axum::serve` gives hyper no timer, so hyper's header timeout never
+//! fires there and it accepts connections without bound: a client that
+//! opens connections and sends nothing would hold a task and a file
+//! descriptor each for as long as it likes, and take the descriptors the
+//! log and the read models need.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How often, at most, a full set of connections is reported.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` within `options`' connection limits
+/// (`max_connections`, `header_timeout`) until `shutdown` resolves, then
+/// stops accepting, lets every connection finish the request it is in,
+/// and returns when all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: &super::HttpOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let max_connections = options.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (closing, closing_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    let mut warned: Option<Instant> = None;
+    loop {
+        if slots.available_permits() == 0 && warned.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+            warned = Some(Instant::now());
+            tracing::warn!(
+                max_connections,
+                "every connection slot is taken; new connections wait until one closes"
+            );
+        }
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        // The semaphore is never closed.
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(connection(
+            stream,
+            router.clone(),
+            options.header_timeout,
+            closing_rx.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    closing.send_replace(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    header_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let mut conn = pin!(conn);
+    let done = tokio::select! {
+        done = conn.as_mut() => Some(done),
+        _ = closing.wait_for(|closing| *closing) => None,
+    };
+    let done = match done {
+        Some(done) => done,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "connection closed with an error");
+    }
+}
+
+/// Errors of `accept` that concern one connection are skipped; any other
+/// (out of file descriptors, say) is reported, and accepting pauses a
+/// moment instead of spinning on it.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept connections; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

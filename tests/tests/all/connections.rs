@@ -1,0 +1,98 @@
+//! Connections that would hold the server's resources without using them:
+//! clients that never finish their headers, idle keep-alive connections,
+//! more connections than the server serves at once.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::Server;
+
+const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: refract\r\n\r\n";
+
+fn connect(server: &Server) -> TcpStream {
+    let addr = server.base.strip_prefix("http://").unwrap();
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads one answer to [`REQUEST`] (its body is small JSON).
+fn read_answer(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut buf = vec![0; 4096];
+    let mut got = String::new();
+    while !(got.contains("\r\n\r\n") && got.trim_end().ends_with('}')) {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    Ok(got)
+}
+
+/// Waits for the server to close `s`.
+fn wait_closed(s: &mut TcpStream) {
+    let start = Instant::now();
+    let mut buf = [0; 256];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => panic!("still open after {:?}: {e}", start.elapsed()),
+    }
+}
+
+#[test]
+fn a_connection_slow_with_its_headers_or_idle_too_long_is_closed() {
+    let server = Server::start_with(&[], |cfg| cfg.http.header_timeout = Duration::from_millis(300));
+    // Half a request head, then nothing.
+    let mut slow = connect(&server);
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: refract\r\n").unwrap();
+    // A kept-alive connection, idle after its answer.
+    let mut idle = connect(&server);
+    idle.write_all(REQUEST).unwrap();
+    assert!(read_answer(&mut idle).unwrap().starts_with("HTTP/1.1 200"));
+    // A client that sends its requests in time is served meanwhile.
+    let mut busy = connect(&server);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        busy.write_all(REQUEST).unwrap();
+        assert!(read_answer(&mut busy).unwrap().starts_with("HTTP/1.1 200"));
+    }
+    // Both are closed (a connection left open fails the read after 10 s).
+    wait_closed(&mut slow);
+    wait_closed(&mut idle);
+    assert_eq!(server.client().get("/healthz").0, 200);
+}
+
+#[test]
+fn connections_past_the_limit_wait_for_a_free_slot_and_shutdown_closes_idle_ones() {
+    let server = Server::start_with(&[], |cfg| cfg.http.max_connections = 2);
+    let mut first = connect(&server);
+    let mut second = connect(&server);
+    for s in [&mut first, &mut second] {
+        s.write_all(REQUEST).unwrap();
+        assert!(read_answer(s).unwrap().starts_with("HTTP/1.1 200"));
+    }
+    // The third connects (the kernel queues it) but is not served while
+    // the two others stay open.
+    let mut third = connect(&server);
+    third.write_all(REQUEST).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    let waiting = read_answer(&mut third).unwrap_err();
+    assert!(matches!(waiting.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{waiting}");
+    drop(first);
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_answer(&mut third).unwrap().starts_with("HTTP/1.1 200"), "served once a slot is free");
+
+    // Stopping the server closes the idle connections and returns.
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(server.stop());
+        done.send(()).unwrap();
+    });
+    stopped.recv_timeout(Duration::from_secs(10)).expect("the server stops with idle connections open");
+    wait_closed(&mut second);
+    wait_closed(&mut third);
+}
