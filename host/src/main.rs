@@ -163,8 +163,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds a connection may take to send a request's headers, or stay
-    /// idle between requests, before it is closed.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    /// idle between requests, before it is closed (at most a day).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     header_timeout_secs: u64,
     /// What a projection does with an event it cannot apply after its
     /// retries: stop there (`pause`) or record it and move on

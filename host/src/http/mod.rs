@@ -45,7 +45,8 @@ pub struct HttpOptions {
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
     /// The longest a connection may take to send a request's headers,
-    /// or stay idle between requests, before it is closed.
+    /// or stay idle between requests, before it is closed (at most a day:
+    /// longer is taken as a day).
     pub header_timeout: Duration,
 }
 

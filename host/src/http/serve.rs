@@ -34,6 +34,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let max_connections = options.max_connections.max(1);
+    // hyper adds the timeout to the clock: past a day is a mistake, and
+    // far past it would overflow.
+    let header_timeout = options.header_timeout.min(Duration::from_secs(86_400));
     let slots = Arc::new(Semaphore::new(max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -64,13 +67,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(
-            stream,
-            router.clone(),
-            options.header_timeout,
-            closing_rx.clone(),
-            slot,
-        ));
+        connections.spawn(connection(stream, router.clone(), header_timeout, closing_rx.clone(), slot));
     }
     drop(listener);
     closing.send_replace(true);

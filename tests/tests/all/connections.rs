@@ -96,3 +96,37 @@ fn connections_past_the_limit_wait_for_a_free_slot_and_shutdown_closes_idle_ones
     wait_closed(&mut second);
     wait_closed(&mut third);
 }
+
+#[test]
+fn connection_limits_out_of_range_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases =
+        [["--max-connections", "0"], ["--header-timeout-secs", "0"], ["--header-timeout-secs", "86401"]];
+    for [flag, value] in cases {
+        let mut child = std::process::Command::new(crate::support::BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--plugins")
+            .arg(dir.path().join("plugins"))
+            .args([flag, value])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("{flag} {value}: the server started");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(!status.success(), "{flag} {value}");
+        assert!(err.contains(&format!("invalid value '{value}' for '{flag}")), "{flag} {value}: {err}");
+    }
+}
