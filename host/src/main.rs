@@ -162,10 +162,11 @@ struct ServeArgs {
     /// Each holds a file descriptor: keep it well below `ulimit -n`.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-    /// Seconds a connection may take to send a request's headers, or stay
-    /// idle between requests, before it is closed (at most a day).
+    /// Seconds the server waits on a client for a request's headers, for
+    /// the next piece of a request's body, or between requests, before it
+    /// closes the connection (at most a day).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    header_timeout_secs: u64,
+    client_timeout_secs: u64,
     /// What a projection does with an event it cannot apply after its
     /// retries: stop there (`pause`) or record it and move on
     /// (`dead-letter`).
@@ -226,7 +227,7 @@ impl ServeArgs {
         c.sandbox.max_instances = self.max_instances;
         c.http.max_body_bytes = self.max_body;
         c.http.max_connections = self.max_connections as usize;
-        c.http.header_timeout = Duration::from_secs(self.header_timeout_secs);
+        c.http.client_timeout = Duration::from_secs(self.client_timeout_secs);
         c.default_policy = self.error_policy;
         c.policies = self.policies.iter().cloned().collect();
         c.watch = !self.no_watch;

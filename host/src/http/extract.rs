@@ -1,8 +1,9 @@
 //! Extractors that reject with the JSON error body instead of axum's plain
-//! text, keeping axum's status codes (400, 413, 415, 422).
+//! text, keeping axum's status codes (400, 413, 415, 422), and 408 for a
+//! body that stopped arriving.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,7 +28,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         if !json_content_type(req.headers()) {
             return Err(json_rejection(JsonRejection::MissingJsonContentType(Default::default())));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| rejected(r.status(), r.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
         // One UTF-8 check of the whole body, so the parser need not check
         // each string and raw value again.
         let parsed =
@@ -60,6 +61,22 @@ fn json_content_type(headers: &HeaderMap) -> bool {
         && (subtype.eq_ignore_ascii_case("json")
             || subtype.len() > 5
                 && subtype.get(subtype.len() - 5..).is_some_and(|s| s.eq_ignore_ascii_case("+json")))
+}
+
+/// A body that could not be read: too large, cut off, or too slow (the
+/// server's body timeout, see `serve`).
+fn body_rejection(r: BytesRejection) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped arriving for longer than the server waits (--client-timeout-secs)",
+            );
+        }
+        cause = e.source();
+    }
+    rejected(r.status(), r.body_text())
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {

@@ -44,10 +44,12 @@ pub struct HttpOptions {
     pub row_cache: bool,
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
-    /// The longest a connection may take to send a request's headers,
-    /// or stay idle between requests, before it is closed (at most a day:
-    /// longer is taken as a day).
-    pub header_timeout: Duration,
+    /// The longest the server waits on a client: for a request's headers,
+    /// for the next piece of a request's body, or between requests on a
+    /// kept-alive connection (at most a day: longer is taken as a day).
+    /// Past it the connection is closed; a body that stops arriving is
+    /// answered 408 first.
+    pub client_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -62,7 +64,7 @@ impl Default for HttpOptions {
             protect_reads: false,
             row_cache: true,
             max_connections: 1024,
-            header_timeout: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(30),
         }
     }
 }

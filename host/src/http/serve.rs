@@ -1,6 +1,7 @@
-//! The server's connections: accepted up to a limit, each closed when it
-//! takes too long to send a request's headers (or idles that long between
-//! requests), all closed gracefully at shutdown.
+//! The server's connections: accepted up to a limit, each closed when its
+//! client keeps the server waiting too long (for a request's headers, for
+//! the next piece of its body, or idle between requests), all closed
+//! gracefully at shutdown.
 //!
 //! `axum::serve` gives hyper no timer, so hyper's header timeout never
 //! fires there and it accepts connections without bound: a client that
@@ -24,7 +25,7 @@ use tokio::task::JoinSet;
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` within `options`' connection limits
-/// (`max_connections`, `header_timeout`) until `shutdown` resolves, then
+/// (`max_connections`, `client_timeout`) until `shutdown` resolves, then
 /// stops accepting, lets every connection finish the request it is in,
 /// and returns when all are closed.
 pub async fn serve(
@@ -36,7 +37,7 @@ pub async fn serve(
     let max_connections = options.max_connections.max(1);
     // hyper adds the timeout to the clock: past a day is a mistake, and
     // far past it would overflow.
-    let header_timeout = options.header_timeout.min(Duration::from_secs(86_400));
+    let client_timeout = options.client_timeout.min(Duration::from_secs(86_400));
     let slots = Arc::new(Semaphore::new(max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -67,7 +68,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(stream, router.clone(), header_timeout, closing_rx.clone(), slot));
+        connections.spawn(connection(stream, router.clone(), client_timeout, closing_rx.clone(), slot));
     }
     drop(listener);
     closing.send_replace(true);
@@ -77,13 +78,16 @@ pub async fn serve(
 async fn connection(
     stream: tokio::net::TcpStream,
     router: Router,
-    header_timeout: Duration,
+    client_timeout: Duration,
     mut closing: watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    http.timer(TokioTimer::new()).header_read_timeout(client_timeout);
+    // A body that stops arriving fails its read, and the request with it
+    // (408, see `extract`).
+    let service = tower_http::timeout::RequestBodyTimeout::new(router, client_timeout);
+    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = pin!(conn);
     let done = tokio::select! {
         done = conn.as_mut() => Some(done),

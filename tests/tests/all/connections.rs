@@ -45,7 +45,7 @@ fn wait_closed(s: &mut TcpStream) {
 
 #[test]
 fn a_connection_slow_with_its_headers_or_idle_too_long_is_closed() {
-    let server = Server::start_with(&[], |cfg| cfg.http.header_timeout = Duration::from_millis(300));
+    let server = Server::start_with(&[], |cfg| cfg.http.client_timeout = Duration::from_millis(300));
     // Half a request head, then nothing.
     let mut slow = connect(&server);
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: refract\r\n").unwrap();
@@ -64,6 +64,27 @@ fn a_connection_slow_with_its_headers_or_idle_too_long_is_closed() {
     wait_closed(&mut slow);
     wait_closed(&mut idle);
     assert_eq!(server.client().get("/healthz").0, 200);
+}
+
+#[test]
+fn a_body_that_stops_arriving_is_answered_408_and_writes_nothing() {
+    let server = Server::start_with(&[], |cfg| cfg.http.client_timeout = Duration::from_millis(300));
+    let mut s = connect(&server);
+    let body = br#"{"events": [{"type": "Created", "data": {}}]}"#;
+    let head = format!(
+        "POST /streams/s/events HTTP/1.1\r\nHost: refract\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..10]).unwrap();
+    let answer = read_answer(&mut s).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--client-timeout-secs"), "{answer}");
+    wait_closed(&mut s);
+    let c = server.client();
+    assert_eq!(c.get("/streams/s").0, 404, "nothing appended");
+    // The same append sent in time is written.
+    assert_eq!(c.post_raw("/streams/s/events", body).0, 201);
 }
 
 #[test]
@@ -101,7 +122,7 @@ fn connections_past_the_limit_wait_for_a_free_slot_and_shutdown_closes_idle_ones
 fn connection_limits_out_of_range_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let cases =
-        [["--max-connections", "0"], ["--header-timeout-secs", "0"], ["--header-timeout-secs", "86401"]];
+        [["--max-connections", "0"], ["--client-timeout-secs", "0"], ["--client-timeout-secs", "86401"]];
     for [flag, value] in cases {
         let mut child = std::process::Command::new(crate::support::BIN)
             .arg("serve")
