@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::Server;
+use crate::support::{ORDER_SUMMARY, Server};
 
 const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: refract\r\n\r\n";
 
@@ -64,6 +64,20 @@ fn a_connection_slow_with_its_headers_or_idle_too_long_is_closed() {
     wait_closed(&mut slow);
     wait_closed(&mut idle);
     assert_eq!(server.client().get("/healthz").0, 200);
+}
+
+#[test]
+fn a_read_waiting_for_its_position_outlasts_the_client_timeout() {
+    let server =
+        Server::start_with(&[ORDER_SUMMARY], |cfg| cfg.http.client_timeout = Duration::from_millis(300));
+    let c = server.client();
+    // The client timeout bounds the wait on the client, never the server's
+    // own wait for a read model to catch up.
+    let start = Instant::now();
+    let (status, body) =
+        c.get("/projections/order-summary/tables/order_summaries?min_position=5&wait_ms=1000");
+    assert_eq!(status, 504, "{body}");
+    assert!(start.elapsed() >= Duration::from_millis(1000), "answered after {:?}", start.elapsed());
 }
 
 #[test]
