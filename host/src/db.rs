@@ -107,7 +107,8 @@ pub(crate) fn wal_reserve_bytes(page_size: i64) -> u64 {
     32 + inline_frames as u64 * (page_size.max(512) as u64 + 24)
 }
 
-/// Writes zeros onto the end of the WAL of `conn`'s database until the file is as long as the WAL grows between checkpoints
+/// Writes zeros onto the end of the WAL of `conn`'s database until the
+/// file is as long as the WAL grows between checkpoints
 /// ([`wal_reserve_bytes`]), then syncs it; returns the bytes written.
 ///
 /// A commit that extends a file waits for the filesystem to allocate its

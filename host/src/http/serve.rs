@@ -20,6 +20,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tower_http::timeout::RequestBodyTimeout;
+
+/// One connection of the router behind the body timeout.
+type Connection = hyper::server::conn::http1::Connection<
+    TokioIo<tokio::net::TcpStream>,
+    TowerToHyperService<RequestBodyTimeout<Router>>,
+>;
 
 /// How often, at most, a full set of connections is reported.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -38,6 +45,11 @@ pub async fn serve(
     // hyper adds the timeout to the clock: past a day is a mistake, and
     // far past it would overflow.
     let client_timeout = options.client_timeout.min(Duration::from_secs(86_400));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(client_timeout);
+    // A body that stops arriving fails its read, and the request with it
+    // (408, see `extract`).
+    let service = TowerToHyperService::new(RequestBodyTimeout::new(router, client_timeout));
     let slots = Arc::new(Semaphore::new(max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -68,32 +80,28 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(stream, router.clone(), client_timeout, closing_rx.clone(), slot));
+        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        connections.spawn(connection(conn, closing_rx.clone(), slot));
     }
     drop(listener);
     closing.send_replace(true);
     while connections.join_next().await.is_some() {}
 }
 
+/// Serves `conn` to its end, or until `closing`, then lets it finish the
+/// request it is in; `_slot` is given back with it.
 async fn connection(
-    stream: tokio::net::TcpStream,
-    router: Router,
-    client_timeout: Duration,
+    conn: Connection,
     mut closing: watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(client_timeout);
-    // A body that stops arriving fails its read, and the request with it
-    // (408, see `extract`).
-    let service = tower_http::timeout::RequestBodyTimeout::new(router, client_timeout);
-    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = pin!(conn);
-    let done = tokio::select! {
+    // `wait_for`'s guard is not `Send`: it is dropped before the shutdown.
+    let closed = tokio::select! {
         done = conn.as_mut() => Some(done),
         _ = closing.wait_for(|closing| *closing) => None,
     };
-    let done = match done {
+    let done = match closed {
         Some(done) => done,
         None => {
             conn.as_mut().graceful_shutdown();

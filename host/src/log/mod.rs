@@ -416,6 +416,16 @@ mod depth_tests {
     }
 }
 
+/// An event of type `A` whose data is `i`, for the unit tests.
+#[cfg(test)]
+fn test_event(i: usize) -> NewEvent {
+    NewEvent {
+        event_type: "A".into(),
+        data: serde_json::value::RawValue::from_string(i.to_string()).unwrap(),
+        metadata: None,
+    }
+}
+
 #[cfg(test)]
 mod close_tests {
     use super::*;
@@ -428,12 +438,7 @@ mod close_tests {
         let dir = crate::db::scratch_dir("log-close");
         let path = dir.join("events.db");
         let log = EventLog::open(&path, LogOptions::default(), LogMetrics::default()).unwrap();
-        let event = NewEvent {
-            event_type: "A".into(),
-            data: serde_json::value::RawValue::from_string("1".into()).unwrap(),
-            metadata: None,
-        };
-        log.append("s", ExpectedVersion::Any, vec![event]).await.unwrap();
+        log.append("s", ExpectedVersion::Any, vec![test_event(1)]).await.unwrap();
         // A read leaves an idle read-only connection in the pool.
         assert_eq!(log.read_stream("s".into(), 1, 10).await.unwrap().map(|e| e.len()), Some(1));
         log.close();
@@ -446,14 +451,6 @@ mod close_tests {
 #[cfg(test)]
 mod wal_reserve_tests {
     use super::*;
-
-    fn event(i: usize) -> NewEvent {
-        NewEvent {
-            event_type: "A".into(),
-            data: serde_json::value::RawValue::from_string(i.to_string()).unwrap(),
-            metadata: None,
-        }
-    }
 
     fn count_in(path: &Path) -> (u64, u64) {
         let conn = db::open_rw(path, Synchronous::Normal).unwrap();
@@ -479,7 +476,7 @@ mod wal_reserve_tests {
             "the WAL's blocks are written when the log opens"
         );
         for i in 0..200 {
-            log.append(&format!("s-{i}"), ExpectedVersion::NoStream, vec![event(i)]).await.unwrap();
+            log.append(&format!("s-{i}"), ExpectedVersion::NoStream, vec![test_event(i)]).await.unwrap();
         }
         // SQLite wrote its frames over the zeros: the file neither grew nor
         // shrank.
@@ -497,7 +494,7 @@ mod wal_reserve_tests {
         let log = EventLog::open(&path, LogOptions::default(), LogMetrics::default()).unwrap();
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), reserved);
         assert_eq!(log.head(), 200);
-        let appended = log.append("s-0", ExpectedVersion::Exact(1), vec![event(0)]).await.unwrap();
+        let appended = log.append("s-0", ExpectedVersion::Exact(1), vec![test_event(0)]).await.unwrap();
         assert_eq!((appended.stream_version, appended.last_position), (2, 201));
         log.close();
         assert_eq!(count_in(&path), (201, 201));
