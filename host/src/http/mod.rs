@@ -45,8 +45,9 @@ pub struct HttpOptions {
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
     /// The longest the server waits on a client: for a request's headers,
-    /// for the next piece of a request's body, or between requests on a
-    /// kept-alive connection (at most a day: longer is taken as a day).
+    /// for the next piece of a request's body, between requests on a
+    /// kept-alive connection, or to take some of an answer it is sent (at
+    /// most a day: longer is taken as a day).
     /// Past it the connection is closed; a body that stops arriving is
     /// answered 408 first.
     pub client_timeout: Duration,

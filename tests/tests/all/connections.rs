@@ -1,6 +1,7 @@
 //! Connections that would hold the server's resources without using them:
 //! clients that never finish their headers, idle keep-alive connections,
-//! more connections than the server serves at once.
+//! clients that never read their answers, more connections than the server
+//! serves at once.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -40,6 +41,19 @@ fn wait_closed(s: &mut TcpStream) {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
         Err(e) => panic!("still open after {:?}: {e}", start.elapsed()),
+    }
+}
+
+/// Stops `server` on a thread of its own and fails unless it has stopped
+/// within 10 s (`when` says what it had open).
+fn assert_stops(server: Server, when: &str) {
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(server.stop());
+        done.send(()).unwrap();
+    });
+    if stopped.recv_timeout(Duration::from_secs(10)).is_err() {
+        panic!("the server has not stopped after 10 s {when}");
     }
 }
 
@@ -122,14 +136,71 @@ fn connections_past_the_limit_wait_for_a_free_slot_and_shutdown_closes_idle_ones
     assert!(read_answer(&mut third).unwrap().starts_with("HTTP/1.1 200"), "served once a slot is free");
 
     // Stopping the server closes the idle connections and returns.
-    let (done, stopped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(server.stop());
-        done.send(()).unwrap();
-    });
-    stopped.recv_timeout(Duration::from_secs(10)).expect("the server stops with idle connections open");
+    assert_stops(server, "with idle connections open");
     wait_closed(&mut second);
     wait_closed(&mut third);
+}
+
+/// A connection that sends requests without ever reading an answer, until
+/// the server stops reading them: its answers have filled the socket's
+/// buffers and the server is left waiting to write.
+fn stalled(server: &Server) -> TcpStream {
+    let mut s = connect(server);
+    s.set_nonblocking(true).unwrap();
+    let burst = REQUEST.repeat(1000);
+    let mut blocked = 0;
+    // Full for 100 ms in a row: the server is not reading.
+    while blocked < 5 {
+        match s.write(&burst) {
+            Ok(_) => blocked = 0,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Closed already, having waited on the client (a slow machine
+            // can take that long to notice).
+            Err(e)
+                if blocked > 0 && matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) =>
+            {
+                break;
+            }
+            Err(e) => panic!("closed while sending: {e}"),
+        }
+    }
+    s
+}
+
+/// Writes to `s` until that fails: the server has closed it.
+fn wait_reset(s: &mut TcpStream) {
+    s.set_nonblocking(false).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let e = loop {
+        if let Err(e) = s.write_all(REQUEST) {
+            break e;
+        }
+    };
+    assert!(matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "still open: {e}");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_and_does_not_hold_up_shutdown() {
+    let server = Server::start_with(&[], |cfg| {
+        cfg.http.client_timeout = Duration::from_millis(300);
+        cfg.http.max_connections = 1;
+    });
+    // Once the server's wait to write passes the client timeout it closes
+    // the connection, which gives the only slot to the next client.
+    let mut greedy = stalled(&server);
+    let mut next = connect(&server);
+    next.write_all(REQUEST).unwrap();
+    assert!(read_answer(&mut next).unwrap().starts_with("HTTP/1.1 200"), "served once the slot is free");
+    wait_reset(&mut greedy);
+    drop(next);
+
+    // A client stalled the same way does not keep the server from stopping.
+    let mut other = stalled(&server);
+    assert_stops(server, "with a stalled client");
+    wait_reset(&mut other);
 }
 
 #[test]
