@@ -159,12 +159,14 @@ struct ServeArgs {
     #[arg(long, default_value_t = 8 << 20)]
     max_body: usize,
     /// HTTP connections served at once; further ones wait to be accepted.
-    /// Each holds a file descriptor: keep it well below `ulimit -n`.
+    /// Each holds up to three file descriptors: the soft open-file limit is
+    /// raised to the hard one, with a warning if that is too low for this.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds the server waits on a client for a request's headers, for
-    /// the next piece of a request's body, or between requests, before it
-    /// closes the connection (at most a day).
+    /// the next piece of a request's body, between requests, or to read
+    /// the answers it asked for, before it closes the connection (at most
+    /// a day).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     client_timeout_secs: u64,
     /// What a projection does with an event it cannot apply after its
@@ -279,6 +281,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let config = args.config();
+    raise_open_files(config.http.max_connections);
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     rt.block_on(async move {
         let app = App::start(&config)?;
@@ -289,6 +292,31 @@ fn main() -> anyhow::Result<()> {
         app.shutdown();
         served
     })
+}
+
+/// Descriptors one HTTP connection may hold: its socket, and the database
+/// and WAL files of the read-model connection a read uses.
+const FILES_PER_CONNECTION: u64 = 3;
+/// A floor for the rest: the log, each read model's idle connections (up
+/// to 32, two files each), plugins, the watcher.
+const OTHER_FILES: u64 = 512;
+
+/// Raises the soft limit on open files to the hard limit, and warns when
+/// even that leaves too few for `--max-connections`. The usual soft limit
+/// of 1024 is below what the default 1024 connections can hold.
+fn raise_open_files(max_connections: usize) {
+    let wanted = FILES_PER_CONNECTION * max_connections as u64 + OTHER_FILES;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            max_connections,
+            "the open-file limit leaves little room beside --max-connections: past it, connections \
+             and read models fail to open; raise `ulimit -n` or lower --max-connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 async fn shutdown_signal() {

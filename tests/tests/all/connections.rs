@@ -236,3 +236,72 @@ fn connection_limits_out_of_range_are_refused_at_start() {
         assert!(err.contains(&format!("invalid value '{value}' for '{flag}")), "{flag} {value}: {err}");
     }
 }
+
+/// Starts `refract serve` through `sh` after `ulimit <limits>`; returns the
+/// process and its output up to the line saying it listens.
+#[cfg(target_os = "linux")]
+fn serve_with_ulimit(dir: &std::path::Path, limits: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let script =
+        format!(r#"ulimit {limits} && exec "$0" serve --listen 127.0.0.1:0 --data "$1" --plugins "$2""#);
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script, crate::support::BIN])
+        .arg(dir.join("data"))
+        .arg(dir.join("plugins"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, got) = std::sync::mpsc::channel();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut output = String::new();
+    while !output.contains("refract listening") {
+        match got.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => output.push_str(&(line + "\n")),
+            Err(_) => {
+                child.kill().unwrap();
+                panic!("ulimit {limits}: not listening after 20 s:\n{output}");
+            }
+        }
+    }
+    (child, output)
+}
+
+/// The soft and hard limits on open files of process `pid`.
+#[cfg(target_os = "linux")]
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (fields.next().unwrap().to_string(), fields.next().unwrap().to_string())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_tight_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A low soft limit under a higher hard one is raised to the hard one.
+    let (mut child, _) = serve_with_ulimit(dir.path(), "-Sn 256");
+    let (soft, hard) = open_files_limits(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(soft, hard, "the soft limit raised to the hard one");
+    assert_ne!(soft, "256");
+
+    // A hard limit too low for --max-connections (1024 by default) is
+    // reported, and the server still starts.
+    let (mut child, output) = serve_with_ulimit(dir.path(), "-n 600");
+    let (soft, hard) = open_files_limits(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!((soft.as_str(), hard.as_str()), ("600", "600"));
+    assert!(output.contains("the open-file limit leaves little room beside --max-connections"), "{output}");
+    assert!(output.contains("limit=600"), "{output}");
+}
