@@ -237,41 +237,23 @@ fn connection_limits_out_of_range_are_refused_at_start() {
     }
 }
 
-/// Starts `refract serve` through `sh` after `ulimit <limits>`; returns the
-/// process and its output up to the line saying it listens.
+/// Starts `refract serve` through `sh` after `ulimit <limits>` and waits
+/// until it answers; returns the process and what it logged up to then.
 #[cfg(target_os = "linux")]
 fn serve_with_ulimit(dir: &std::path::Path, limits: &str) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let script =
-        format!(r#"ulimit {limits} && exec "$0" serve --listen 127.0.0.1:0 --data "$1" --plugins "$2""#);
-    let mut child = std::process::Command::new("sh")
+    let port = crate::support::free_port();
+    let log = dir.join(format!("serve-{port}.log"));
+    let script = format!(
+        r#"ulimit {limits} && exec "$0" serve --listen 127.0.0.1:{port} --data "$1" --plugins "$2" > "$3""#
+    );
+    let child = std::process::Command::new("sh")
         .args(["-c", &script, crate::support::BIN])
-        .arg(dir.join("data"))
-        .arg(dir.join("plugins"))
+        .args([dir.join("data"), dir.join("plugins"), log.clone()])
         .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (lines, got) = std::sync::mpsc::channel();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut output = String::new();
-    while !output.contains("refract listening") {
-        match got.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => output.push_str(&(line + "\n")),
-            Err(_) => {
-                child.kill().unwrap();
-                panic!("ulimit {limits}: not listening after 20 s:\n{output}");
-            }
-        }
-    }
-    (child, output)
+    crate::support::wait_healthy(&format!("http://127.0.0.1:{port}"), Duration::from_secs(20));
+    (child, std::fs::read_to_string(log).unwrap())
 }
 
 /// The soft and hard limits on open files of process `pid`.
