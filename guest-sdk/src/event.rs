@@ -75,4 +75,25 @@ mod tests {
         let err = e.data::<Owned>().err().unwrap();
         assert!(err.message().contains("event 7 (OrderPlaced on order-1): invalid data"), "{err}");
     }
+
+    #[test]
+    fn numbers_are_read_as_the_exact_doubles_their_text_names() {
+        #[derive(Deserialize)]
+        struct Priced {
+            price: f64,
+            big: u64,
+        }
+        // Texts that a parser without `float_roundtrip` reads as the
+        // neighbouring double; Python and JavaScript read them exactly.
+        for text in
+            ["9.600000000000001", "0.30000000000000004", "123.45678901234568", "2.2250738585072014e-308"]
+        {
+            let mut e = event(1, "s", 1, "T", serde_json::json!({}));
+            e.data = format!(r#"{{"price":{text},"big":18446744073709551615}}"#);
+            let p: Priced = e.data().unwrap();
+            assert_eq!(p.price.to_string(), text.parse::<f64>().unwrap().to_string(), "{text}");
+            assert_eq!(p.price.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+            assert_eq!(p.big, u64::MAX);
+        }
+    }
 }

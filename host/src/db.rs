@@ -257,13 +257,45 @@ struct PoolInner {
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
     init: fn(&mut Connection) -> rusqlite::Result<()>,
+    /// Delete the database's files once the last handle to the pool is
+    /// gone (see [`ReadPool::retire`]).
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Connections close before their files go.
+        self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).clear();
+        if self.retired.load(std::sync::atomic::Ordering::Acquire)
+            && let Err(e) = remove_db_files(&self.path)
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "cannot remove a retired database");
+        }
+    }
 }
 
 impl ReadPool {
     /// A pool for `path`, keeping at most `max_idle` connections open;
     /// `init` runs on each new connection.
     pub fn new(path: PathBuf, max_idle: usize, init: fn(&mut Connection) -> rusqlite::Result<()>) -> Self {
-        Self { inner: Arc::new(PoolInner { path, idle: Mutex::new(Vec::new()), max_idle, init }) }
+        Self {
+            inner: Arc::new(PoolInner {
+                path,
+                idle: Mutex::new(Vec::new()),
+                max_idle,
+                init,
+                retired: false.into(),
+            }),
+        }
+    }
+
+    /// Deletes the database's files (with its WAL and shared memory) once
+    /// every handle to this pool is dropped: a read that took a handle
+    /// before the database was retired finishes on it, and no new read can
+    /// open a file that is already gone. Whoever writes the database must
+    /// have closed it first.
+    pub fn retire(&self) {
+        self.inner.retired.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The database file.
@@ -296,6 +328,20 @@ impl ReadPool {
         }
         Ok(out)
     }
+}
+
+/// Deletes a database file with its WAL and shared-memory files; files
+/// that are already gone are no error.
+pub fn remove_db_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `v` as a SQLite integer parameter: SQLite integers are signed, and no

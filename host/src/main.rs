@@ -158,6 +158,19 @@ struct ServeArgs {
     /// Largest HTTP request body, in bytes.
     #[arg(long, default_value_t = 8 << 20)]
     max_body: usize,
+    /// The longest a read with `min_position` waits for its projection, in
+    /// milliseconds (a read asking for longer waits this long; 504 past
+    /// it).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    max_wait_ms: u64,
+    /// Time limit of one read-only query (`POST /projections/{name}/query`),
+    /// reading and encoding its rows, in milliseconds.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    query_timeout_ms: u64,
+    /// Most bytes of rows one read of a read model answers with (a query
+    /// is cut short with `truncated`, a page of rows ends early).
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    max_answer_bytes: u64,
     /// HTTP connections served at once; further ones wait to be accepted.
     /// Each holds up to three file descriptors: the soft open-file limit is
     /// raised to the hard one, with a warning if that is too low for this.
@@ -228,6 +241,10 @@ impl ServeArgs {
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.sandbox.max_instances = self.max_instances;
         c.http.max_body_bytes = self.max_body;
+        c.http.max_answer_bytes = self.max_answer_bytes as usize;
+        c.http.max_wait = Duration::from_millis(self.max_wait_ms);
+        c.http.default_wait = c.http.default_wait.min(c.http.max_wait);
+        c.http.query_timeout = Duration::from_millis(self.query_timeout_ms);
         c.http.max_connections = self.max_connections as usize;
         c.http.client_timeout = Duration::from_secs(self.client_timeout_secs);
         c.default_policy = self.error_policy;

@@ -114,6 +114,7 @@ struct Inner {
     head: Gauge,
     log: LogMetrics,
     appends: Family<OutcomeLabel, Counter>,
+    plugin_loads: Family<OutcomeLabel, Counter>,
     commands: Family<CommandLabel, Counter>,
     requests: Family<RequestLabel, Counter>,
     request_seconds: Histograms<RouteLabel>,
@@ -225,6 +226,7 @@ impl Metrics {
         let head = Gauge::default();
         let log = LogMetrics::default();
         let appends = Family::default();
+        let plugin_loads = Family::default();
         let commands = Family::default();
         let requests = Family::default();
         let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
@@ -271,6 +273,11 @@ impl Metrics {
             log.failed_commits.clone(),
         );
         r.register("appends", "Appends over HTTP by outcome", appends.clone());
+        r.register(
+            "plugin_loads",
+            "Plugin files read to be loaded, by outcome: loaded, unchanged (same bytes as the version serving), failed",
+            plugin_loads.clone(),
+        );
         r.register("commands", "Commands by handler and outcome", commands.clone());
         r.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         r.register(
@@ -293,6 +300,7 @@ impl Metrics {
                 head,
                 log,
                 appends,
+                plugin_loads,
                 commands,
                 requests,
                 request_seconds,
@@ -322,6 +330,12 @@ impl Metrics {
     /// Counts an append by outcome (`ok`, `conflict`, `invalid`, `error`).
     pub fn append(&self, outcome: &'static str) {
         self.inner.appends.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Counts a plugin file read to be loaded, by outcome (`loaded`,
+    /// `unchanged`, `failed`).
+    pub fn plugin_load(&self, outcome: &'static str) {
+        self.inner.plugin_loads.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Counts a command by handler and outcome.

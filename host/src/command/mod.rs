@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::log::{AppendError, EventLog, ExpectedVersion, Idempotency, NewEvent, RecordedEvent};
 use crate::plugin::{Command, Event, HandlerPlugin};
@@ -17,26 +17,33 @@ use crate::plugin::{Command, Event, HandlerPlugin};
 pub const MAX_ATTEMPTS: u32 = 50;
 
 /// A command as sent over HTTP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     /// The command type, one the handler accepts.
     #[serde(rename = "type")]
     pub command_type: String,
-    /// The target stream.
+    /// The target stream: 1 to 256 characters, no control characters.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     pub stream_id: String,
-    /// The payload.
+    /// The payload: any JSON value, handed to the handler as sent.
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
-    /// Optional metadata (a JSON object); `correlation_id` in it is kept.
+    /// Optional metadata (a JSON object; `null` is the same as none);
+    /// `correlation_id` in it is kept. Its members reach the events'
+    /// metadata as sent.
     #[serde(default)]
-    pub metadata: Option<Map<String, Value>>,
-    /// Makes the command happen at most once per key (per handler).
+    #[schema(value_type = Option<Object>, nullable)]
+    pub metadata: Option<Box<RawValue>>,
+    /// Makes the command happen at most once per key (per handler): 1 to
+    /// 256 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
 }
 
 /// What a command did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommandResponse {
     /// The id given to this command (for a repeated idempotency key: the
     /// original command's id).
@@ -87,7 +94,7 @@ pub struct Handlers {
 }
 
 /// A handler as listed by `GET /handlers`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HandlerInfo {
     /// Its name.
     pub name: String,
@@ -157,16 +164,60 @@ fn new_command_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The metadata every event of the command carries: the command's own
-/// metadata plus `command_id`, `correlation_id` (kept if the client sent
+/// The members of a JSON object in the order they were sent, each value
+/// as its text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The metadata members refract sets on every event of a command.
+const RESERVED_METADATA: [&str; 3] = ["command_id", "correlation_id", "causation_id"];
+
+/// The metadata every event of the command carries, as JSON text: the
+/// command's own members as sent (their order and their values' text
+/// kept), then `command_id`, `correlation_id` (the client's, if it sent
 /// one, else the command id) and `causation_id` (the command id).
-fn event_metadata(command_id: &str, metadata: Option<&Map<String, Value>>) -> Map<String, Value> {
-    let mut m = metadata.cloned().unwrap_or_default();
-    let correlation = m.get("correlation_id").cloned().unwrap_or_else(|| command_id.into());
-    m.insert("command_id".into(), command_id.into());
-    m.insert("correlation_id".into(), correlation);
-    m.insert("causation_id".into(), command_id.into());
-    m
+fn event_metadata(command_id: &str, metadata: Option<&RawValue>) -> Result<String, CommandError> {
+    let members = match metadata {
+        None => Members(Vec::new()),
+        Some(m) => serde_json::from_str::<Members<'_>>(m.get())
+            .map_err(|_| CommandError::Invalid("metadata must be a JSON object".into()))?,
+    };
+    let id = Value::from(command_id).to_string();
+    let mut correlation = id.clone();
+    let mut out = String::from("{");
+    for (key, value) in &members.0 {
+        if key == "correlation_id" {
+            correlation = value.get().to_owned();
+        }
+        if RESERVED_METADATA.contains(&key.as_str()) {
+            continue;
+        }
+        out.push_str(&Value::from(key.as_str()).to_string());
+        out.push(':');
+        out.push_str(value.get());
+        out.push(',');
+    }
+    out.push_str(&format!(r#""command_id":{id},"correlation_id":{correlation},"causation_id":{id}}}"#));
+    Ok(out)
 }
 
 /// Runs `req` through the handler called `handler` and appends its events.
@@ -187,8 +238,8 @@ pub async fn execute(
     crate::log::validate_name("stream id", &req.stream_id)
         .map_err(|e| CommandError::Invalid(e.to_string()))?;
     if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > 256 {
-            return Err(CommandError::Invalid("idempotency_key must be 1 to 256 bytes".into()));
+        if key.is_empty() || key.chars().count() > 256 {
+            return Err(CommandError::Invalid("idempotency_key must be 1 to 256 characters".into()));
         }
         // A key seen before: answer with the original outcome, without
         // running the handler again.
@@ -197,16 +248,12 @@ pub async fn execute(
         }
     }
     let command_id = new_command_id();
-    let metadata = event_metadata(&command_id, req.metadata.as_ref());
-    let metadata_text = Value::Object(metadata).to_string();
+    let metadata_text = event_metadata(&command_id, req.metadata.as_deref())?;
     let command = Command {
         command_type: req.command_type.clone(),
         stream_id: req.stream_id.clone(),
         data: req.data.get().to_owned(),
-        metadata: req
-            .metadata
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), |m| Value::Object(m.clone()).to_string()),
+        metadata: req.metadata.as_ref().map_or_else(|| "{}".to_owned(), |m| m.get().to_owned()),
     };
     let command = Arc::new(command);
     for attempt in 1..=MAX_ATTEMPTS {
@@ -313,4 +360,29 @@ async fn respond(
         events,
         duplicate: o.duplicate_of.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_metadata_keeps_the_clients_members_as_sent() {
+        let sent = RawValue::from_string(
+            r#"{"z":1, "price":9.600000000000001,"correlation_id":"c-1","big":18446744073709551615,"command_id":"forged","a":{"y":2,"b":0.1}}"#
+                .into(),
+        )
+        .unwrap();
+        let text = event_metadata("id-1", Some(&sent)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"z":1,"price":9.600000000000001,"big":18446744073709551615,"a":{"y":2,"b":0.1},"command_id":"id-1","correlation_id":"c-1","causation_id":"id-1"}"#
+        );
+        assert_eq!(
+            event_metadata("id-2", None).unwrap(),
+            r#"{"command_id":"id-2","correlation_id":"id-2","causation_id":"id-2"}"#
+        );
+        let not_object = RawValue::from_string("[1]".into()).unwrap();
+        assert!(matches!(event_metadata("id", Some(&not_object)), Err(CommandError::Invalid(_))));
+    }
 }

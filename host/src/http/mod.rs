@@ -4,9 +4,13 @@
 mod auth;
 mod commands;
 pub use auth::Token;
+pub mod document;
+mod encode;
 pub mod error;
 mod extract;
+mod number;
 mod projections;
+pub mod schema;
 pub mod serve;
 mod streams;
 mod tables;
@@ -16,8 +20,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use serde_json::json;
 
 use crate::App;
 use error::ApiError;
@@ -35,6 +37,10 @@ pub struct HttpOptions {
     pub query_timeout: Duration,
     /// Most rows one query returns (the rest is cut, with `truncated`).
     pub query_max_rows: u64,
+    /// Most bytes of rows one read of a read model answers with: a query
+    /// is cut short (`truncated`), a page of rows ends early (its
+    /// `next_offset` continues), a single row larger than this is 422.
+    pub max_answer_bytes: usize,
     /// Bearer token required for appends, commands and administration.
     pub token: Option<auth::Token>,
     /// Require the token for reads too.
@@ -61,6 +67,7 @@ impl Default for HttpOptions {
             max_wait: Duration::from_secs(30),
             query_timeout: Duration::from_secs(2),
             query_max_rows: 10_000,
+            max_answer_bytes: 16 << 20,
             token: None,
             protect_reads: false,
             row_cache: true,
@@ -70,54 +77,94 @@ impl Default for HttpOptions {
     }
 }
 
-/// Every route of the API, over `app`.
+/// Every route of the API, over `app`, and the OpenAPI document that
+/// describes them: each route is registered from its handler's
+/// `#[utoipa::path]` (path, method, parameters, answers), so the router and
+/// the document cannot disagree.
 pub fn router(app: Arc<App>) -> Router {
+    router_and_document(app).0
+}
+
+/// [`router`], and the document it serves at `GET /openapi.json`.
+pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) {
     use axum::middleware::from_fn_with_state;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
     let max_body = app.http.max_body_bytes;
-    let reads = Router::new()
-        .route("/streams/{stream_id}", get(streams::read_stream))
-        .route("/events", get(streams::read_all))
-        .route("/handlers", get(commands::list))
-        .route("/projections", get(projections::list))
-        .route("/projections/{name}", get(projections::get))
-        .route("/projections/{name}/tables/{table}", get(tables::rows))
-        .route("/projections/{name}/tables/{table}/{key}", get(tables::row))
-        .route("/projections/{name}/query", post(tables::query))
-        .route("/metrics", get(metrics));
-    let writes = Router::new()
-        .route("/streams/{stream_id}/events", post(streams::append))
-        .route("/commands/{handler}", post(commands::send))
-        .route("/projections/{name}/pause", post(projections::pause))
-        .route("/projections/{name}/resume", post(projections::resume))
-        .route("/projections/{name}/skip", post(projections::skip))
-        .route("/projections/{name}/rebuild", post(projections::rebuild))
-        .route("/projections/{name}/verify", post(projections::verify))
-        .route("/projections/{name}/dead-letters", get(projections::dead_letters))
-        .route("/projections/{name}/dead-letters/retry", post(projections::retry_dead_letters));
+    let reads: OpenApiRouter<Arc<App>> = OpenApiRouter::default()
+        .routes(routes!(streams::read_stream))
+        .routes(routes!(streams::read_all))
+        .routes(routes!(commands::list))
+        .routes(routes!(projections::list))
+        .routes(routes!(projections::get))
+        .routes(routes!(tables::tables))
+        .routes(routes!(tables::rows))
+        .routes(routes!(tables::row))
+        .routes(routes!(tables::query))
+        .routes(routes!(metrics));
+    let writes: OpenApiRouter<Arc<App>> = OpenApiRouter::default()
+        .routes(routes!(streams::append))
+        .routes(routes!(commands::send))
+        .routes(routes!(projections::pause))
+        .routes(routes!(projections::resume))
+        .routes(routes!(projections::skip))
+        .routes(routes!(projections::rebuild))
+        .routes(routes!(projections::verify))
+        .routes(routes!(projections::dead_letters))
+        .routes(routes!(projections::retry_dead_letters));
+    let open: OpenApiRouter<Arc<App>> =
+        OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(document::serve));
+    let (reads, mut read_doc) = reads.split_for_parts();
+    let (writes, mut write_doc) = writes.split_for_parts();
+    let (open, mut doc) = open.split_for_parts();
+    let token = app.http.token.is_some();
+    document::finish(&mut read_doc, token && app.http.protect_reads);
+    document::finish(&mut write_doc, token);
+    document::finish(&mut doc, false);
+    doc.merge(read_doc);
+    doc.merge(write_doc);
+    let doc = document::complete(doc, &app.http);
     // Without a token there is nothing to check: no layer, no cost per request.
-    let reads = if app.http.token.is_some() && app.http.protect_reads {
+    let reads = if token && app.http.protect_reads {
         reads.route_layer(from_fn_with_state(app.clone(), auth::reads))
     } else {
         reads
     };
-    let writes = if app.http.token.is_some() {
-        writes.route_layer(from_fn_with_state(app.clone(), auth::writes))
-    } else {
-        writes
-    };
-    Router::new()
-        .route("/healthz", get(healthz))
+    let writes =
+        if token { writes.route_layer(from_fn_with_state(app.clone(), auth::writes)) } else { writes };
+    let text = axum::body::Bytes::from(document::to_json(&doc));
+    let router = open
         .merge(reads)
         .merge(writes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::Extension(document::Text(text)))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), every_request))
-        .with_state(app)
+        .with_state(app);
+    (router, doc)
 }
 
-async fn healthz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<serde_json::Value> {
-    axum::Json(json!({ "status": "ok", "head": app.log.head() }))
+/// The `limit` of a paged read: `default` when not given; 400 outside
+/// 1 to `max` (one rule for every paged route).
+pub fn page_limit(requested: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match requested {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!("limit must be between 1 and {max}, got {n}"))),
+    }
+}
+
+/// Whether the server is up, and the head of its log.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "Up", body = schema::Health))
+)]
+async fn healthz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<schema::Health> {
+    axum::Json(schema::Health { status: "ok", head: app.log.head() })
 }
 
 /// Most bytes of request headers (names and values) accepted.
@@ -150,6 +197,14 @@ async fn every_request(
     response
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Every metric", content_type = "application/openmetrics-text", body = String))
+)]
 async fn metrics(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
 ) -> impl axum::response::IntoResponse {

@@ -4,57 +4,84 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use serde_json::{Value, json};
-
 use super::error::ApiError;
 use super::extract::Path;
+use super::schema::{
+    DeadLetters, ErrorBody, Paused, ProjectionEntry, ProjectionList, ProjectionView, RebuildStarted,
+    Retrying, Skipped,
+};
 use crate::App;
 use crate::projection::Projection;
+use axum::extract::State;
+use axum::http::StatusCode;
 
 /// A projection's status with the log's head, and its lag in events and in
 /// milliseconds (how long ago the oldest event it has not applied was
 /// recorded).
-async fn status_json(app: &App, p: &Projection) -> Value {
-    let s = p.status();
+async fn view(app: &App, p: &Projection) -> ProjectionView {
+    let status = p.status();
     let head = app.log.head();
-    let lag = head.saturating_sub(s.position);
+    let lag = head.saturating_sub(status.position);
     let lag_ms = if lag == 0 {
         0
     } else {
-        match app.log.recorded_at(s.position + 1).await {
+        match app.log.recorded_at(status.position + 1).await {
             Ok(Some(at)) => (crate::db::unix_ms() - at).max(0),
             _ => 0,
         }
     };
-    let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("head".into(), head.into());
-        m.insert("lag".into(), lag.into());
-        m.insert("lag_ms".into(), lag_ms.into());
-    }
-    v
+    ProjectionView { status, head, lag, lag_ms }
 }
 
-pub async fn list(State(app): State<Arc<App>>) -> axum::Json<Value> {
-    let mut all = Vec::new();
+/// The path parameter naming a projection.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NameParam {
+    /// The projection's name.
+    #[allow(dead_code)]
+    name: String,
+}
+
+/// Every projection: status, position, lag; and the plugin files that
+/// failed to load.
+#[utoipa::path(
+    get,
+    path = "/projections",
+    operation_id = "list_projections",
+    tag = "projections",
+    responses((status = 200, description = "Every projection, then the invalid plugin files", body = ProjectionList))
+)]
+pub async fn list(State(app): State<Arc<App>>) -> axum::Json<ProjectionList> {
+    let mut projections = Vec::new();
     for p in app.projections.all() {
-        all.push(status_json(&app, &p).await);
+        projections.push(ProjectionEntry::Loaded(Box::new(view(&app, &p).await)));
     }
-    all.extend(app.invalid_plugins().into_iter().filter_map(|i| serde_json::to_value(i).ok()));
-    axum::Json(json!({ "projections": all, "head": app.log.head() }))
+    projections.extend(app.invalid_plugins().into_iter().map(ProjectionEntry::Invalid));
+    axum::Json(ProjectionList { projections, head: app.log.head() })
 }
 
+/// One projection's status (or, for a plugin file that failed to load,
+/// the reason).
+#[utoipa::path(
+    get,
+    path = "/projections/{name}",
+    operation_id = "get_projection",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "Its status", body = ProjectionEntry),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ProjectionEntry>, ApiError> {
     if let Some(p) = app.projections.get(&name) {
-        return Ok(axum::Json(status_json(&app, &p).await));
+        return Ok(axum::Json(ProjectionEntry::Loaded(Box::new(view(&app, &p).await))));
     }
     if let Some(i) = app.invalid_plugins().into_iter().find(|i| i.name == name) {
-        return Ok(axum::Json(serde_json::to_value(i).unwrap_or(Value::Null)));
+        return Ok(axum::Json(ProjectionEntry::Invalid(i)));
     }
     Err(unknown(&name))
 }
@@ -101,86 +128,196 @@ fn loaded(app: &App, name: &str) -> Result<Arc<Projection>, ApiError> {
     app.projections.get(name).ok_or_else(|| unknown(name))
 }
 
+/// Stops applying events until resumed; survives restarts.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/pause",
+    operation_id = "pause",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "Paused", body = Paused),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn pause(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Paused>, ApiError> {
     let p = loaded(&app, &name)?;
     p.pause();
-    Ok(axum::Json(json!({ "name": name, "paused": true })))
+    Ok(axum::Json(Paused { name, paused: true }))
 }
 
+/// Continues after a pause, or retries the event a failed projection
+/// stopped at.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/resume",
+    operation_id = "resume",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "Resumed", body = Paused),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn resume(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Paused>, ApiError> {
     let p = loaded(&app, &name)?;
     p.resume();
-    Ok(axum::Json(json!({ "name": name, "paused": false })))
+    Ok(axum::Json(Paused { name, paused: false }))
 }
 
+/// Moves the event a failed projection stopped at into its dead letters,
+/// and continues.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/skip",
+    operation_id = "skip",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "Skipped", body = Skipped),
+        (status = 404, description = "No such projection", body = ErrorBody),
+        (status = 409, description = "The projection is not stopped at an event", body = ErrorBody),
+    )
+)]
 pub async fn skip(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Skipped>, ApiError> {
     let p = loaded(&app, &name)?;
     let position = p.skip().map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    Ok(axum::Json(json!({ "name": name, "skipped": position })))
+    Ok(axum::Json(Skipped { name, skipped: position }))
 }
 
+/// Rebuilds the projection from position 1, blue/green: the serving build
+/// keeps answering until the new one has caught up. A request while a
+/// rebuild of the same plugin bytes is under way joins it (`started`:
+/// false).
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/rebuild",
+    operation_id = "rebuild",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 202, description = "A build is under way", body = RebuildStarted),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn rebuild(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<RebuildStarted>), ApiError> {
+    use crate::projection::RebuildStart;
     match app.projections.rebuild(&name) {
-        Ok(true) => Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "rebuilding": true })))),
-        Ok(false) => Err(unknown(&name)),
+        Ok(Some(start)) => {
+            let (build, started) = match start {
+                RebuildStart::Started { build } => (build, true),
+                RebuildStart::AlreadyRunning { build } => (build, false),
+            };
+            Ok((StatusCode::ACCEPTED, axum::Json(RebuildStarted { name, rebuilding: true, started, build })))
+        }
+        Ok(None) => Err(unknown(&name)),
         Err(e) => Err(ApiError::internal(format!("cannot start the rebuild: {e:#}"))),
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
+    /// Most dead letters to list (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     limit: Option<u64>,
 }
 
+/// The events the projection gave up on, oldest first.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/dead-letters",
+    operation_id = "list_dead_letters",
+    tag = "projections",
+    params(NameParam, LimitQuery),
+    responses(
+        (status = 200, description = "Its dead letters", body = DeadLetters),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn dead_letters(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     super::extract::Query(q): super::extract::Query<LimitQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DeadLetters>, ApiError> {
     let p = loaded(&app, &name)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_limit(q.limit, 100, 1000)?;
     let p2 = p.clone();
-    let rows = tokio::task::spawn_blocking(move || p2.dead_letters(limit))
+    let dead_letters = tokio::task::spawn_blocking(move || p2.dead_letters(limit))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(axum::Json(json!({ "name": name, "count": p.status().dead_letters, "dead_letters": rows })))
+    Ok(axum::Json(DeadLetters { name, count: p.status().dead_letters, dead_letters }))
 }
 
+/// Applies every dead letter again, each on its own; those that succeed
+/// leave the dead letters.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/dead-letters/retry",
+    operation_id = "retry_dead_letters",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 202, description = "The retry is under way", body = Retrying),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
 pub async fn retry_dead_letters(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<Retrying>), ApiError> {
     let p = loaded(&app, &name)?;
     p.retry_dead_letters();
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "retrying": true }))))
+    Ok((StatusCode::ACCEPTED, axum::Json(Retrying { name, retrying: true })))
 }
 
-/// Rebuilds the projection into a scratch database and compares it with the
-/// serving one; 200 with the report whether or not they agree.
+/// Rebuilds the projection into a scratch database up to the serving
+/// build's checkpoint and compares the two row for row; 200 with the
+/// report whether or not they agree.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/verify",
+    operation_id = "verify",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "The comparison", body = crate::projection::VerifyReport),
+        (status = 404, description = "No such projection", body = ErrorBody),
+        (status = 409, description = "The serving build's plugin was replaced; verify once the new build serves", body = ErrorBody),
+    )
+)]
 pub async fn verify(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<crate::projection::VerifyReport>, ApiError> {
     let app2 = app.clone();
     let name2 = name.clone();
     let report = tokio::task::spawn_blocking(move || app2.projections.verify(&name2))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("cannot verify {name}: {e}")))?;
+        .map_err(|e| match e {
+            crate::projection::VerifyError::PluginReplaced(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            crate::projection::VerifyError::Failed(e) => {
+                ApiError::internal(format!("cannot verify {name}: {e}"))
+            }
+        })?;
     let report = report.ok_or_else(|| unknown(&name))?;
-    Ok(axum::Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+    Ok(axum::Json(report))
 }

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use rusqlite::Connection;
-use rusqlite::types::ValueRef;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
+use super::encode::{Push, RowsWriter, Stop};
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use super::projections::caught_up;
@@ -58,21 +58,29 @@ fn sql_error(e: rusqlite::Error) -> ApiError {
         );
     }
     if msg.contains("interrupted") {
-        return ApiError::bad_request("the query ran past the time limit; narrow it or add a LIMIT");
+        return too_slow();
     }
     ApiError::bad_request(format!("SQL error: {msg}"))
 }
 
-/// A column value as JSON: integers and reals as numbers, text as strings,
-/// blobs as lowercase hex strings.
-pub fn to_json(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(r) => serde_json::Number::from_f64(r).map_or(Value::Null, Value::Number),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-        ValueRef::Blob(b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
-    }
+/// 504: a query ran (or its answer was being encoded) past the time limit.
+fn too_slow() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        "the query ran past its time limit (reading and encoding its rows); narrow it or add a LIMIT",
+    )
+    .with("reason", "query_timeout")
+}
+
+/// 422: one row is larger than an answer may be.
+fn row_too_large(max_bytes: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        format!(
+            "the row is larger than an answer may be ({max_bytes} bytes as JSON); select fewer or \
+             shorter columns with POST /projections/{{name}}/query"
+        ),
+    )
 }
 
 fn quote(ident: &str) -> String {
@@ -162,35 +170,155 @@ fn read_table_info(conn: &Connection, projection: &str, table: &str) -> Result<T
     Ok(TableInfo { columns, primary_key, has_rowid: kind == "table", by_key })
 }
 
-/// The row's values from column `first` on, as an object keyed by
-/// `columns` (the names of those columns).
-fn row_object(row: &rusqlite::Row<'_>, columns: &[String], first: usize) -> rusqlite::Result<Value> {
-    let mut m = Map::with_capacity(columns.len());
-    for (i, c) in columns.iter().enumerate() {
-        m.insert(c.clone(), to_json(row.get_ref(first + i)?));
+/// The row's values from column `first` on, as a JSON object keyed by
+/// `columns` (the names of those columns); 422 when it alone is larger
+/// than `max_bytes`.
+fn row_object(
+    row: &rusqlite::Row<'_>,
+    columns: &[String],
+    first: usize,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let mut w = RowsWriter::new(max_bytes.saturating_add(2), None);
+    match w.push(row, first, Some(columns)) {
+        Ok(()) => {}
+        Err(Push::Stop(_)) => return Err(row_too_large(max_bytes)),
+        Err(Push::Sql(e)) => return Err(sql_error(e)),
     }
-    Ok(Value::Object(m))
+    let mut array = w.finish();
+    // `[{…}]` → `{…}`
+    array.pop();
+    array.remove(0);
+    Ok(array)
 }
 
+/// A table (or view) of a read model.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TableSummary {
+    /// Its name.
+    pub name: String,
+    /// `table` or `view`.
+    pub kind: String,
+    /// Its columns, in order.
+    pub columns: Vec<ColumnSummary>,
+    /// The columns of its primary key, in key order (empty: none); with
+    /// one column, rows are read by key at `.../tables/{table}/{key}`.
+    pub primary_key: Vec<String>,
+}
+
+/// A column of a table.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ColumnSummary {
+    /// Its name.
+    pub name: String,
+    /// Its declared type, as written in the plugin's migration (may be
+    /// empty).
+    #[serde(rename = "type")]
+    pub declared_type: String,
+}
+
+/// `GET /projections/{name}/tables`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TableList {
+    /// The projection's tables and views, by name (not the host's own).
+    pub tables: Vec<TableSummary>,
+    /// The serving build's checkpoint when they were read.
+    pub position: u64,
+}
+
+const LIST_TABLES: &str = "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')
+    AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'refract\\_%' ESCAPE '\\' ORDER BY name";
+const LIST_COLUMNS: &str = "SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid";
+
+/// The tables and views of a projection's read model, with their columns.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/tables",
+    operation_id = "list_tables",
+    tag = "read models",
+    params(("name" = String, Path, description = "The projection")),
+    responses(
+        (status = 200, description = "Its tables", body = TableList),
+        (status = 404, description = "No such projection", body = super::schema::ErrorBody),
+    )
+)]
+pub async fn tables(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<TableList>, ApiError> {
+    let p = caught_up(&app, &name, None, None).await?;
+    let position = p.checkpoint();
+    let tables = with_conn(&p, |conn| {
+        let mut stmt = conn.prepare_cached(LIST_TABLES).map_err(sql_error)?;
+        let names: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(sql_error)?;
+        let mut columns = conn.prepare_cached(LIST_COLUMNS).map_err(sql_error)?;
+        names
+            .into_iter()
+            .map(|(name, kind)| {
+                let mut cols: Vec<(String, String, i64)> = columns
+                    .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql_error)?;
+                let list = cols
+                    .iter()
+                    .map(|(n, t, _)| ColumnSummary { name: n.clone(), declared_type: t.clone() })
+                    .collect();
+                cols.retain(|c| c.2 > 0);
+                cols.sort_by_key(|c| c.2);
+                Ok(TableSummary {
+                    name,
+                    kind,
+                    columns: list,
+                    primary_key: cols.into_iter().map(|c| c.0).collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    Ok(axum::Json(TableList { tables, position }))
+}
+
+/// Rows of a projection's table, filtered by column equality
+/// (`?column=value`, any of the table's columns, repeatable), a page at a
+/// time. A page ends early when its rows reach the answer's byte bound;
+/// `next_offset` then continues after them.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/tables/{table}",
+    operation_id = "read_rows",
+    tag = "read models",
+    params(
+        ("name" = String, Path, description = "The projection"),
+        ("table" = String, Path, description = "One of its tables"),
+        ("order_by" = Option<String>, Query, description = "A column to order by (default: the primary key)"),
+        ("order" = Option<String>, Query, description = "`asc` (default) or `desc`", pattern = "^(asc|desc)$"),
+        ("limit" = Option<u64>, Query, description = "Most rows (default 100)", minimum = 1, maximum = 1000),
+        ("offset" = Option<u64>, Query, description = "Rows to skip", minimum = 0),
+        ("min_position" = Option<u64>, Query, description = "Wait until the projection has applied this position (read-your-writes)", minimum = 0),
+        ("wait_ms" = Option<u64>, Query, description = "How long to wait for `min_position` (default 5000; capped by the server)", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "A page of rows", body = super::schema::RowsPage),
+        (status = 404, description = "No such projection or table", body = super::schema::ErrorBody),
+        (status = 422, description = "A single row is larger than an answer may be", body = super::schema::ErrorBody),
+        (status = 504, description = "The projection has not reached `min_position` in time", body = super::schema::ErrorBody),
+    )
+)]
 pub async fn rows(
     State(app): State<Arc<App>>,
     Path((name, table)): Path<(String, String)>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let num = |k: &str| -> Result<Option<u64>, ApiError> {
         params
             .get(k)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("{k} must be a non-negative integer, got {v:?}"))
-                })
-            })
+            .map(|v| super::number::parse(v).map_err(|e| ApiError::bad_request(format!("{k}: {e}"))))
             .transpose()
     };
-    let limit = num("limit")?.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
+    let limit = super::page_limit(num("limit")?, DEFAULT_PAGE, MAX_PAGE)?;
     let offset = crate::db::sqlite_int(num("offset")?.unwrap_or(0));
     let descending = match params.get("order").map(String::as_str) {
         None | Some("asc") => false,
@@ -199,6 +327,7 @@ pub async fn rows(
     };
     let p = caught_up(&app, &name, num("min_position")?, num("wait_ms")?).await?;
     let position = p.checkpoint();
+    let max_bytes = app.http.max_answer_bytes;
     let order_by = params.get("order_by").cloned();
     let filters: Vec<(String, String)> =
         params.into_iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).collect();
@@ -234,28 +363,86 @@ pub async fn rows(
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let values = filters.iter().map(|(_, v)| v.as_str());
-        let mut out: Vec<Value> = stmt
-            .query_map(rusqlite::params_from_iter(values), |r| row_object(r, &columns, 0))
-            .map_err(sql_error)?
-            .collect::<Result<_, _>>()
-            .map_err(sql_error)?;
-        let more = out.len() as u64 > limit;
-        out.truncate(limit as usize);
-        Ok((out, more))
+        let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(sql_error)?;
+        // The page stops early at the byte budget; `next_offset` then
+        // continues after the rows it holds.
+        let mut w = RowsWriter::new(max_bytes, None);
+        let mut more = false;
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            if w.rows() as u64 == limit {
+                more = true;
+                break;
+            }
+            match w.push(r, 0, Some(&columns)) {
+                Ok(()) => {}
+                Err(Push::Stop(_)) if w.rows() == 0 => return Err(row_too_large(max_bytes)),
+                Err(Push::Stop(_)) => {
+                    more = true;
+                    break;
+                }
+                Err(Push::Sql(e)) => return Err(sql_error(e)),
+            }
+        }
+        let n = w.rows() as i64;
+        Ok((w.finish(), more.then_some(offset.saturating_add(n))))
     })
     .await?;
-    let (rows, more) = rows;
-    let next_offset = more.then_some(offset.saturating_add(limit as i64));
-    Ok(axum::Json(json!({ "rows": rows, "next_offset": next_offset, "position": position })))
+    let (rows, next_offset) = rows;
+    let mut body = Vec::with_capacity(rows.len() + 64);
+    body.extend_from_slice(b"{\"rows\":");
+    body.extend_from_slice(&rows);
+    match next_offset {
+        Some(n) => {
+            let _ = write!(body, ",\"next_offset\":{n}");
+        }
+        None => body.extend_from_slice(b",\"next_offset\":null"),
+    }
+    let _ = write!(body, ",\"position\":{position}}}");
+    Ok(json_body(body))
 }
 
-#[derive(Debug, Deserialize)]
+/// A response of JSON bytes written by hand.
+fn json_body(body: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Wait until the projection has applied this position
+    /// (read-your-writes).
+    #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     min_position: Option<u64>,
+    /// How long to wait for `min_position`, in ms (default 5000; capped by
+    /// the server).
+    #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     wait_ms: Option<u64>,
 }
 
+/// One row of a table by its single-column primary key.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/tables/{table}/{key}",
+    operation_id = "read_row",
+    tag = "read models",
+    params(
+        ("name" = String, Path, description = "The projection"),
+        ("table" = String, Path, description = "One of its tables, with a single-column primary key"),
+        ("key" = String, Path, description = "The row's primary key"),
+        WaitQuery,
+    ),
+    responses(
+        (status = 200, description = "The row", body = super::schema::RowAnswer),
+        (status = 400, description = "The table's primary key is not a single column", body = super::schema::ErrorBody),
+        (status = 404, description = "No such projection, table or row", body = super::schema::ErrorBody),
+        (status = 422, description = "The row is larger than an answer may be", body = super::schema::ErrorBody),
+        (status = 504, description = "The projection has not reached `min_position` in time", body = super::schema::ErrorBody),
+    )
+)]
 pub async fn row(
     State(app): State<Arc<App>>,
     Path((name, table, key)): Path<(String, String, String)>,
@@ -269,10 +456,10 @@ pub async fn row(
     let row = match cached {
         Some(row) => row,
         None => {
-            let row = with_conn_inline(&serving.readers, |conn| read_row(conn, &name, &table, &key))?;
-            let row = axum::body::Bytes::from(
-                serde_json::to_vec(&row).map_err(|e| ApiError::internal(e.to_string()))?,
-            );
+            let max_bytes = app.http.max_answer_bytes;
+            let row =
+                with_conn_inline(&serving.readers, |conn| read_row(conn, &name, &table, &key, max_bytes))?;
+            let row = axum::body::Bytes::from(row);
             if app.http.row_cache {
                 serving.rows.put(serving.checkpoint, &table, &key, row.clone());
             }
@@ -295,15 +482,21 @@ pub async fn row(
 /// only if the description is of that version. Otherwise (first read, a
 /// changed schema, no such row, an error) the version is read first and
 /// the description refreshed, which is a second transaction.
-fn read_row(conn: &Connection, name: &str, table: &str, key: &str) -> Result<Value, ApiError> {
+fn read_row(
+    conn: &Connection,
+    name: &str,
+    table: &str,
+    key: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ApiError> {
     if let Some((version, info)) = cached_info(conn, table)
-        && let Ok(Some((v, row))) = select_row(conn, name, table, &info, key)
+        && let Ok(Some((v, row))) = select_row(conn, name, table, &info, key, max_bytes)
         && v == version
     {
         return Ok(row);
     }
     let info = table_info(conn, name, table)?;
-    match select_row(conn, name, table, &info, key)? {
+    match select_row(conn, name, table, &info, key, max_bytes)? {
         Some((_, row)) => Ok(row),
         None => Err(ApiError::not_found(format!(
             "table {table} has no row with {} = {key:?}",
@@ -320,7 +513,8 @@ fn select_row(
     table: &str,
     info: &TableInfo,
     key: &str,
-) -> Result<Option<(i64, Value)>, ApiError> {
+    max_bytes: usize,
+) -> Result<Option<(i64, Vec<u8>)>, ApiError> {
     let Some(sql) = &info.by_key else {
         return Err(ApiError::bad_request(format!(
             "table {table} has no single-column primary key; filter with GET /projections/{name}/tables/{table}?column=value"
@@ -333,18 +527,37 @@ fn select_row(
     // the schema changed since it was cached.
     let columns: Vec<String> = r.as_ref().column_names().skip(1).map(str::to_owned).collect();
     let version: i64 = r.get(0).map_err(sql_error)?;
-    Ok(Some((version, row_object(r, &columns, 1).map_err(sql_error)?)))
+    Ok(Some((version, row_object(r, &columns, 1, max_bytes)?)))
 }
 
 /// Body of `POST /projections/{name}/query`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
+    /// One read-only SQL statement (SQLite), with `?` placeholders.
     sql: String,
+    /// One value per placeholder, in order: null, booleans (as 0 and 1),
+    /// integers that fit 64 signed bits, reals, strings; arrays and objects
+    /// are bound as their JSON text.
     #[serde(default)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     params: Vec<Value>,
+    /// Most rows to return (capped by the server, 10 000 by default).
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     max_rows: Option<u64>,
+    /// Most bytes of rows to return (capped by the server, 16 MiB by
+    /// default).
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
+    max_bytes: Option<u64>,
+    /// Wait until the projection has applied this position.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     min_position: Option<u64>,
+    /// How long to wait for `min_position`, in ms.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "super::number::optional")]
     wait_ms: Option<u64>,
 }
 
@@ -353,44 +566,106 @@ fn bind(v: &Value) -> Result<rusqlite::types::Value, ApiError> {
     Ok(match v {
         Value::Null => S::Null,
         Value::Bool(b) => S::Integer(i64::from(*b)),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => S::Integer(i),
-            (None, Some(f)) => S::Real(f),
-            _ => return Err(ApiError::bad_request(format!("parameter {n} does not fit SQLite's numbers"))),
+        Value::Number(n) => match (n.as_i64(), n.is_f64(), n.as_f64()) {
+            (Some(i), _, _) => S::Integer(i),
+            (None, true, Some(f)) => S::Real(f),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter {n} does not fit SQLite's integers (-2^63 to 2^63-1); send it as a string"
+                )));
+            }
         },
         Value::String(s) => S::Text(s.clone()),
         other => S::Text(other.to_string()),
     })
 }
 
+/// Runs one read-only SQL statement on a projection's database, on a
+/// read-only connection, within a time limit (reading and encoding its
+/// rows) and a row and byte bound (`truncated` says whether one cut the
+/// answer short). Writes, `ATTACH`, transaction control and PRAGMA changes
+/// are refused with 400, as are SQL errors and a `params` count that does
+/// not match the statement's placeholders.
+#[utoipa::path(
+    post,
+    path = "/projections/{name}/query",
+    operation_id = "query",
+    tag = "read models",
+    params(("name" = String, Path, description = "The projection")),
+    request_body = QueryBody,
+    responses(
+        (status = 200, description = "Columns and rows", body = super::schema::QueryAnswer),
+        (status = 400, description = "Not a read-only statement, an SQL error, or `params` that do not match it", body = super::schema::ErrorBody),
+        (status = 404, description = "No such projection", body = super::schema::ErrorBody),
+        (status = 504, description = "The query ran past its time limit, or the projection has not reached `min_position` in time", body = super::schema::ErrorBody),
+    )
+)]
 pub async fn query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Json(body): Json<QueryBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let p = caught_up(&app, &name, body.min_position, body.wait_ms).await?;
     let position = p.checkpoint();
     let max_rows = body.max_rows.unwrap_or(app.http.query_max_rows).min(app.http.query_max_rows) as usize;
+    let max_bytes =
+        body.max_bytes.map_or(app.http.max_answer_bytes, |b| (b as usize).min(app.http.max_answer_bytes));
     let timeout = app.http.query_timeout;
     let params = body.params.iter().map(bind).collect::<Result<Vec<_>, _>>()?;
-    let (columns, rows, truncated) =
-        with_conn(&p, move |conn| run_query(conn, &body.sql, params, max_rows, timeout)).await?;
-    Ok(axum::Json(json!({ "columns": columns, "rows": rows, "truncated": truncated, "position": position })))
+    let limits = Limits { max_rows, max_bytes, deadline: Instant::now() + timeout };
+    let answer = with_conn(&p, move |conn| run_query(conn, &body.sql, params, limits)).await?;
+    let mut out = Vec::with_capacity(answer.rows.len() + 128);
+    out.extend_from_slice(b"{\"columns\":");
+    let _ = serde_json::to_writer(&mut out, &answer.columns);
+    out.extend_from_slice(b",\"rows\":");
+    out.extend_from_slice(&answer.rows);
+    let truncated_by = match answer.truncated_by {
+        None => "null",
+        Some(Limit::Rows) => "\"max_rows\"",
+        Some(Limit::Bytes) => "\"max_bytes\"",
+    };
+    let truncated = answer.truncated_by.is_some();
+    let _ =
+        write!(out, ",\"truncated\":{truncated},\"truncated_by\":{truncated_by},\"position\":{position}}}");
+    Ok(json_body(out))
 }
 
-type QueryResult = (Vec<String>, Vec<Value>, bool);
+/// Bounds of one query's answer.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_rows: usize,
+    max_bytes: usize,
+    /// Reading and encoding the rows must be done by then.
+    deadline: Instant,
+}
+
+/// Which bound cut an answer short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Rows,
+    Bytes,
+}
+
+/// A query's answer: its columns and the JSON array of its rows.
+struct Answer {
+    columns: Vec<String>,
+    rows: Vec<u8>,
+    truncated_by: Option<Limit>,
+}
 
 fn run_query(
     conn: &mut Connection,
     sql: &str,
     params: Vec<rusqlite::types::Value>,
-    max_rows: usize,
-    timeout: Duration,
-) -> Result<QueryResult, ApiError> {
+    limits: Limits,
+) -> Result<Answer, ApiError> {
+    if sql.trim().is_empty() {
+        return Err(ApiError::bad_request("sql is empty: send one read-only statement"));
+    }
     crate::plugin::guard::precheck(sql).map_err(ApiError::bad_request)?;
-    let deadline = Instant::now() + timeout;
+    let deadline = limits.deadline;
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline)).map_err(sql_error)?;
-    let result = read_rows(conn, sql, params, max_rows);
+    let result = read_rows(conn, sql, params, limits);
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
     result
 }
@@ -399,28 +674,39 @@ fn read_rows(
     conn: &Connection,
     sql: &str,
     params: Vec<rusqlite::types::Value>,
-    max_rows: usize,
-) -> Result<QueryResult, ApiError> {
+    limits: Limits,
+) -> Result<Answer, ApiError> {
     let mut stmt = conn.prepare(sql).map_err(sql_error)?;
     if !stmt.readonly() {
         return Err(ApiError::bad_request("only read-only statements are allowed; this one writes"));
     }
+    let expected = stmt.parameter_count();
+    if params.len() != expected {
+        return Err(ApiError::bad_request(format!(
+            "the statement has {expected} parameter(s) and params has {}; send one value per `?`",
+            params.len()
+        )));
+    }
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let result = (|| {
-        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            if out.len() == max_rows {
-                return Ok((out, true));
-            }
-            let values: Vec<Value> =
-                (0..columns.len()).map(|i| r.get_ref(i).map(to_json)).collect::<Result<_, _>>()?;
-            out.push(Value::Array(values));
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(sql_error)?;
+    let mut w = RowsWriter::new(limits.max_bytes, Some(limits.deadline));
+    let mut truncated_by = None;
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        if w.rows() == limits.max_rows {
+            truncated_by = Some(Limit::Rows);
+            break;
         }
-        Ok((out, false))
-    })();
-    let (rows, truncated) = result.map_err(sql_error)?;
-    Ok((columns, rows, truncated))
+        match w.push(r, 0, None) {
+            Ok(()) => {}
+            Err(Push::Stop(Stop::Bytes)) => {
+                truncated_by = Some(Limit::Bytes);
+                break;
+            }
+            Err(Push::Stop(Stop::Deadline)) => return Err(too_slow()),
+            Err(Push::Sql(e)) => return Err(sql_error(e)),
+        }
+    }
+    Ok(Answer { columns, rows: w.finish(), truncated_by })
 }
 
 #[cfg(test)]
@@ -429,6 +715,7 @@ mod tests {
     use crate::db::{self, Synchronous};
     use crate::plugin::guard::{Policy, SqlGuard};
     use axum::http::StatusCode;
+    use serde_json::json;
 
     #[test]
     fn a_row_read_by_key_follows_the_schema_on_the_same_connection() {
@@ -439,7 +726,9 @@ mod tests {
             .unwrap();
         let mut r = db::open_ro(&path).unwrap();
         SqlGuard::install(&mut r, Policy::ReadOnly).unwrap();
-        let read = |key: &str| read_row(&r, "p", "t", key);
+        let read = |key: &str| {
+            read_row(&r, "p", "t", key, 1 << 20).map(|b| serde_json::from_slice::<Value>(&b).unwrap())
+        };
 
         // The first read describes the table; the second uses the cached
         // description.

@@ -50,8 +50,9 @@ impl Default for LogOptions {
     }
 }
 
-/// Longest stream id or event type, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+/// Longest stream id or event type, in characters (Unicode scalar values,
+/// as JSON Schema's `maxLength` counts them).
+pub const MAX_NAME_CHARS: usize = 256;
 
 /// Handle to the event log; cheap to clone.
 #[derive(Clone)]
@@ -337,15 +338,16 @@ fn query_events(
     Ok(out)
 }
 
-/// Checks a stream id or event type: 1 to 256 bytes, no control characters.
+/// Checks a stream id or event type: 1 to 256 characters, no control
+/// characters.
 pub fn validate_name(what: &str, name: &str) -> Result<(), AppendError> {
     if name.is_empty() {
         return Err(AppendError::Invalid(format!("{what} must not be empty")));
     }
-    if name.len() > MAX_NAME_BYTES {
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
         return Err(AppendError::Invalid(format!(
-            "{what} is {} bytes; the limit is {MAX_NAME_BYTES}",
-            name.len()
+            "{what} is {chars} characters; the limit is {MAX_NAME_CHARS}"
         )));
     }
     if name.chars().any(char::is_control) {

@@ -52,19 +52,61 @@ impl Serialize for ExpectedVersion {
     }
 }
 
+impl utoipa::PartialSchema for ExpectedVersion {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).enum_values(Some([
+                "any",
+                "no_stream",
+                "exists",
+            ])))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .minimum(Some(0))
+                    .maximum(Some(i64::MAX as f64)),
+            )
+            .description(Some(
+                "`any`; `no_stream` (or 0): the stream must not exist; `exists`: it must; N: it must \
+                 be at exactly version N",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ExpectedVersion {}
+
 impl<'de> Deserialize<'de> for ExpectedVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Number(u64),
+            Number(serde_json::Number),
             Word(String),
         }
         const EXPECTED: &str =
-            "expected_version must be \"any\", \"no_stream\", \"exists\" or a non-negative integer";
+            "expected_version must be \"any\", \"no_stream\", \"exists\" or an integer from 0 to 2^63 - 1";
+        // A whole number however it is spelled (`3` or `3.0`), as JSON
+        // Schema's `integer` reads it.
+        let whole = |n: &serde_json::Number| {
+            n.as_u64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9.007_199_254_740_992e15)
+                        .map(|f| f as u64)
+                })
+                .filter(|v| i64::try_from(*v).is_ok())
+        };
         match Raw::deserialize(d).map_err(|_| de::Error::custom(EXPECTED))? {
-            Raw::Number(0) => Ok(ExpectedVersion::NoStream),
-            Raw::Number(v) => Ok(ExpectedVersion::Exact(v)),
+            Raw::Number(n) => match whole(&n) {
+                Some(0) => Ok(ExpectedVersion::NoStream),
+                Some(v) => Ok(ExpectedVersion::Exact(v)),
+                None => Err(de::Error::custom(EXPECTED)),
+            },
             Raw::Word(w) => match w.as_str() {
                 "any" => Ok(ExpectedVersion::Any),
                 "no_stream" => Ok(ExpectedVersion::NoStream),
@@ -76,21 +118,27 @@ impl<'de> Deserialize<'de> for ExpectedVersion {
 }
 
 /// An event to append.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
-    /// The event's type name, for example `OrderPlaced`.
+    /// The event's type name, for example `OrderPlaced`: 1 to 256
+    /// characters, no control characters.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     pub event_type: String,
-    /// The payload: any JSON value.
+    /// The payload: any JSON value, stored and read back as the exact text
+    /// sent.
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
-    /// Optional metadata: a JSON object.
+    /// Optional metadata: a JSON object, stored as the exact text sent.
+    /// `null` is the same as leaving it out: the event reads back `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>, nullable)]
     pub metadata: Option<Box<RawValue>>,
 }
 
 /// An event as stored in the log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordedEvent {
     /// Global position (1-based, gapless).
     pub position: u64,
@@ -101,16 +149,18 @@ pub struct RecordedEvent {
     /// Type name.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// Payload (JSON).
+    /// Payload: the JSON text appended, unchanged.
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
-    /// Metadata (a JSON object).
+    /// Metadata: the JSON object appended, unchanged (`{}` when none was).
+    #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
     /// Unix milliseconds at which it was recorded.
     pub recorded_at: i64,
 }
 
 /// What a successful append reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Appended {
     /// The stream's version after the append.
     pub stream_version: u64,

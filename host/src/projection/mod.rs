@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 pub use row_cache::RowCache;
 pub use runner::{ErrorPolicy, RunnerOptions};
-pub use status::{Failure, Rebuild, State, Status};
+pub use status::{DeadLetter, Failure, Rebuild, State, Status};
 pub use verify::{Report as VerifyReport, TableReport};
 
 use crate::db::ReadPool;
@@ -97,6 +97,13 @@ struct Generation {
 }
 
 impl Generation {
+    /// Stops the build and deletes its files once the last read that took
+    /// it is done (see [`ReadPool::retire`]).
+    fn retire(&self) {
+        self.stop();
+        self.readers.retire();
+    }
+
     fn stop(&self) {
         // Read-only connections close first, so the writer's close removes
         // the WAL (see `ReadPool::clear`).
@@ -122,9 +129,45 @@ pub struct Serving {
 pub struct Projection {
     name: String,
     current: RwLock<Arc<Generation>>,
-    shadow: Mutex<Option<Arc<Generation>>>,
+    builds: Mutex<Builds>,
+    /// Held by a cut-over from the moment it takes its build out of
+    /// [`Builds::shadow`] until that build serves: cut-overs happen one at
+    /// a time, in the order their builds started.
+    switch: tokio::sync::Mutex<()>,
     /// The checkpoint of whichever build is serving.
     checkpoint: Arc<watch::Sender<u64>>,
+}
+
+/// The builds of a projection beside the serving one.
+#[derive(Default)]
+struct Builds {
+    /// The build under way: the newest rebuild. A new version of the
+    /// plugin replaces it; a rebuild request for the same version joins it.
+    shadow: Option<Arc<Generation>>,
+    /// A build that has caught up and is becoming the serving one; nothing
+    /// but its own cut-over touches it.
+    switching: Option<Arc<Generation>>,
+}
+
+/// What a rebuild request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebuildStart {
+    /// A new build was started (one under way for other plugin bytes, or
+    /// one that had failed, was abandoned).
+    Started {
+        /// The new build's file name.
+        build: String,
+    },
+    /// A build of the same plugin bytes was already under way; the request
+    /// joined it.
+    AlreadyRunning {
+        /// That build's file name.
+        build: String,
+    },
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Why an operation on a projection was refused.
@@ -138,6 +181,20 @@ pub enum OpError {
     Storage(String),
 }
 
+/// Why a projection could not be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The serving build's plugin was replaced by a new version that is
+    /// still building: there is no plugin to rebuild the serving one with.
+    #[error(
+        "projection {0} is serving a build whose plugin was replaced; verify it once the new build has taken over"
+    )]
+    PluginReplaced(String),
+    /// The scratch rebuild or the comparison failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
 impl Projection {
     /// The projection's name.
     pub fn name(&self) -> &str {
@@ -148,8 +205,15 @@ impl Projection {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn builds(&self) -> std::sync::MutexGuard<'_, Builds> {
+        self.builds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The build under way beside the serving one, if any: the one being
+    /// switched in, else the newest rebuild.
     fn shadow(&self) -> Option<Arc<Generation>> {
-        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let b = self.builds();
+        b.switching.clone().or_else(|| b.shadow.clone())
     }
 
     /// A snapshot of its status; while a new build is under way, `status`
@@ -240,21 +304,21 @@ impl Projection {
     }
 
     /// Dead letters of the serving database, oldest first.
-    pub fn dead_letters(&self, limit: u64) -> Result<Vec<serde_json::Value>, OpError> {
+    pub fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, OpError> {
         let pool = self.readers();
-        let rows = pool.with(|c| -> rusqlite::Result<Vec<serde_json::Value>> {
+        let rows = pool.with(|c| -> rusqlite::Result<Vec<DeadLetter>> {
             let mut stmt = c.prepare_cached(sql::LIST_DEAD_LETTERS)?;
             let rows = stmt.query_map([limit], |r| {
-                Ok(serde_json::json!({
-                    "position": r.get::<_, u64>(0)?,
-                    "stream_id": r.get::<_, String>(1)?,
-                    "stream_version": r.get::<_, u64>(2)?,
-                    "type": r.get::<_, String>(3)?,
-                    "error": r.get::<_, String>(4)?,
-                    "plugin_hash": r.get::<_, String>(5)?,
-                    "attempts": r.get::<_, u32>(6)?,
-                    "recorded_at": r.get::<_, i64>(7)?,
-                }))
+                Ok(DeadLetter {
+                    position: r.get(0)?,
+                    stream_id: r.get(1)?,
+                    stream_version: r.get(2)?,
+                    event_type: r.get(3)?,
+                    error: r.get(4)?,
+                    plugin_hash: r.get(5)?,
+                    attempts: r.get(6)?,
+                    recorded_at: r.get(7)?,
+                })
             })?;
             rows.collect()
         });
@@ -262,7 +326,17 @@ impl Projection {
     }
 
     fn stop(&self) {
-        if let Some(s) = self.shadow.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let (shadow, switching) = {
+            let mut b = self.builds();
+            (b.shadow.take(), b.switching.clone())
+        };
+        // A rebuild that never caught up is of no use to anyone: its file
+        // goes. One being switched in is complete and may serve after a
+        // restart, so it is only stopped.
+        if let Some(s) = shadow {
+            s.retire();
+        }
+        if let Some(s) = switching {
             s.stop();
         }
         self.current().stop();
@@ -296,9 +370,12 @@ pub struct Projections {
 }
 
 impl Projections {
-    /// An empty set of projections over `log`.
+    /// An empty set of projections over `log`. What an earlier run left
+    /// behind is removed first: builds that never took over, with their
+    /// WAL and shared-memory files, and `verify`'s scratch databases.
     pub fn new(log: EventLog, options: ProjectionOptions, metrics: Metrics) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.dir)?;
+        sweep(&options.dir);
         Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, options, metrics })
     }
 
@@ -313,7 +390,9 @@ impl Projections {
         match existing {
             Some(p) if replace => {
                 tracing::info!(projection = %name, file = %plugin.path.display(), "new version: rebuilding blue/green");
-                self.rebuild_with(&p, Arc::new(plugin)).map_err(|e| format!("cannot start the rebuild: {e}"))
+                self.rebuild_with(&p, Arc::new(plugin), true)
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot start the rebuild: {e}"))
             }
             Some(p) => Err(format!(
                 "a projection named {name:?} is already loaded from {}; projection names must be unique",
@@ -369,11 +448,12 @@ impl Projections {
         let projection = Arc::new(Projection {
             name,
             current: RwLock::new(current),
-            shadow: Mutex::new(None),
+            builds: Mutex::new(Builds::default()),
+            switch: tokio::sync::Mutex::new(()),
             checkpoint,
         });
         if rebuild {
-            self.rebuild_with(&projection, plugin)?;
+            self.rebuild_with(&projection, plugin, true)?;
         }
         Ok(projection)
     }
@@ -473,44 +553,66 @@ impl Projections {
     }
 
     /// Builds `plugin` into a new database beside the serving one and swaps
-    /// it in once caught up. A rebuild already under way is abandoned.
-    fn rebuild_with(&self, p: &Arc<Projection>, plugin: Arc<ProjectionPlugin>) -> anyhow::Result<()> {
+    /// it in once caught up. A rebuild under way by the same plugin bytes
+    /// (and not failed) is joined unless `restart`; any other is abandoned
+    /// and its file deleted.
+    fn rebuild_with(
+        &self,
+        p: &Arc<Projection>,
+        plugin: Arc<ProjectionPlugin>,
+        restart: bool,
+    ) -> anyhow::Result<RebuildStart> {
+        let mut builds = p.builds();
+        if !restart
+            && let Some(s) = &builds.shadow
+            && s.plugin.as_ref().is_some_and(|sp| sp.hash == plugin.hash)
+            && s.shared.status().status != State::Failed
+        {
+            return Ok(RebuildStart::AlreadyRunning { build: file_name(&s.db_path) });
+        }
         let path = layout::new_generation(&self.options.dir, &p.name, &plugin.hash)?;
-        let shadow = self.start(&plugin, path, None)?;
-        let previous = p.shadow.lock().unwrap_or_else(|e| e.into_inner()).replace(shadow.clone());
+        let shadow = match self.start(&plugin, path.clone(), None) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = store::remove(&path);
+                return Err(e);
+            }
+        };
+        let previous = builds.shadow.replace(shadow.clone());
+        drop(builds);
         if let Some(old) = previous {
-            tokio::task::spawn_blocking(move || {
-                old.stop();
-                let _ = store::remove(&old.db_path);
-            });
+            tokio::task::spawn_blocking(move || old.retire());
         }
         let (p, log) = (p.clone(), self.log.clone());
         tokio::spawn(async move { cut_over(p, shadow, log).await });
-        Ok(())
+        Ok(RebuildStart::Started { build: file_name(&path) })
     }
 
     /// Rebuilds projection `name` from position 1 with its newest plugin,
-    /// blue/green. Returns false when no such projection is loaded.
-    pub fn rebuild(&self, name: &str) -> anyhow::Result<bool> {
-        let Some(p) = self.get(name) else { return Ok(false) };
+    /// blue/green; a request while such a rebuild is under way joins it.
+    /// `None` when no such projection is loaded.
+    pub fn rebuild(&self, name: &str) -> anyhow::Result<Option<RebuildStart>> {
+        let Some(p) = self.get(name) else { return Ok(None) };
         let plugin = p.shadow().and_then(|s| s.plugin.clone()).or_else(|| p.current().plugin.clone());
         let plugin = plugin.ok_or_else(|| anyhow::anyhow!("projection {name} has no plugin loaded"))?;
-        self.rebuild_with(&p, plugin).map(|()| true)
+        self.rebuild_with(&p, plugin, false).map(Some)
     }
 
     /// Rebuilds projection `name` from the log into a scratch database and
     /// compares it, row for row, with the serving one at its checkpoint.
     /// Blocks for as long as the rebuild takes; `Ok(None)` when no such
     /// projection is loaded.
-    pub fn verify(&self, name: &str) -> Result<Option<VerifyReport>, String> {
+    pub fn verify(&self, name: &str) -> Result<Option<VerifyReport>, VerifyError> {
         let Some(p) = self.get(name) else { return Ok(None) };
         let current = p.current();
-        let plugin = current.plugin.clone().ok_or_else(|| {
-            format!("projection {name} is serving a build whose plugin was replaced; verify it once the new build has taken over")
-        })?;
-        let scratch = self.options.dir.join(".verify");
+        let plugin = current.plugin.clone().ok_or_else(|| VerifyError::PluginReplaced(name.to_owned()))?;
+        let scratch = self.options.dir.join(VERIFY_DIR);
         let batch = self.options.runner.batch_size;
-        verify::verify(&plugin, &current.db_path, &self.options.log_path, &scratch, batch).map(Some)
+        // `current` is held until the comparison is done: a cut-over
+        // meanwhile leaves its file in place until then.
+        verify::verify(&plugin, &current.db_path, &self.options.log_path, &scratch, batch)
+            .map(Some)
+            .map_err(VerifyError::Failed)
     }
 
     /// Stops and forgets projection `name`; its databases stay on disk
@@ -554,6 +656,26 @@ impl Projections {
     }
 }
 
+/// `verify`'s scratch databases, under the projections directory.
+const VERIFY_DIR: &str = ".verify";
+
+/// Removes, in every projection's directory, the files of builds other
+/// than the serving one; and `verify`'s scratch files. Only at start,
+/// before any build runs.
+fn sweep(root: &Path) {
+    layout::clear_dir(&root.join(VERIFY_DIR));
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some(serving) = layout::current(root, &name) {
+            layout::remove_others(&serving);
+        }
+    }
+}
+
 /// Idle read connections kept per projection build: enough for the readers
 /// one host serves at once, so connections are reused rather than reopened.
 const READ_POOL_IDLE: usize = 32;
@@ -563,13 +685,14 @@ fn read_pool(path: &Path) -> ReadPool {
 }
 
 /// Waits until `shadow` has caught up with the head of the log, then makes
-/// it the serving build of `p`: queries switch to it at once (old readers
-/// finish on the old file), and the old build is stopped and deleted.
+/// it the serving build of `p`: queries switch to it at once (reads under
+/// way finish on the old file), and the old build is stopped and its file
+/// deleted once the last of those reads is done.
 async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
     let mut checkpoint = shadow.shared.checkpoint.subscribe();
+    let wanted = |p: &Projection| p.builds().shadow.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shadow));
     loop {
-        let still_wanted = p.shadow().is_some_and(|s| Arc::ptr_eq(&s, &shadow));
-        if !still_wanted || *shadow.shutdown.borrow() {
+        if !wanted(&p) || *shadow.shutdown.borrow() {
             return;
         }
         let status = shadow.shared.status().status;
@@ -578,8 +701,21 @@ async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), checkpoint.changed()).await;
     }
+    let _switch = p.switch.lock().await;
+    {
+        // From here on only this task touches the build: a new rebuild
+        // request starts another, which cuts over after this one.
+        let mut builds = p.builds();
+        if !builds.shadow.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shadow)) || *shadow.shutdown.borrow() {
+            return;
+        }
+        builds.shadow = None;
+        builds.switching = Some(shadow.clone());
+    }
     if let Err(e) = layout::set_current(&shadow.db_path) {
         tracing::error!(projection = %p.name, error = %e, "cannot switch to the rebuilt database; keeping the old one");
+        p.builds().switching = None;
+        tokio::task::spawn_blocking(move || shadow.retire());
         return;
     }
     // The old build stops publishing; the new one takes over once it holds
@@ -593,16 +729,7 @@ async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
     let reached = *shadow.shared.checkpoint.borrow();
     shadow.shared.publish(reached);
     let old = std::mem::replace(&mut *p.current.write().unwrap_or_else(|e| e.into_inner()), shadow.clone());
-    {
-        let mut slot = p.shadow.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shadow)) {
-            *slot = None;
-        }
-    }
+    p.builds().switching = None;
     tracing::info!(projection = %p.name, file = %shadow.db_path.display(), "rebuild caught up; now serving");
-    let _ = tokio::task::spawn_blocking(move || {
-        old.stop();
-        let _ = store::remove(&old.db_path);
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || old.retire()).await;
 }

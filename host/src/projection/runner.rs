@@ -18,7 +18,7 @@ use crate::log::range_sql;
 use crate::plugin::{Batch, Event, EventRef, ProjectionInstance, ProjectionPlugin, SqlSession};
 
 /// What a projection does with an event it cannot apply after its retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorPolicy {
     /// Stop at the event (status `failed`) until resumed or skipped.

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::ErrorPolicy;
 
 /// Where a projection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Opening its database and running migrations.
@@ -27,7 +27,7 @@ pub enum State {
 }
 
 /// Why a projection stopped or what its last failed attempt said.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     /// What went wrong.
     pub message: String,
@@ -40,7 +40,7 @@ pub struct Failure {
 }
 
 /// A new build under way beside the serving one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rebuild {
     /// The new build's own state.
     pub status: State,
@@ -55,7 +55,7 @@ pub struct Rebuild {
 }
 
 /// A snapshot of a projection's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The projection's name.
     pub name: String,
@@ -81,4 +81,26 @@ pub struct Status {
     pub error: Option<Failure>,
     /// The new build, while one is under way.
     pub rebuild: Option<Rebuild>,
+}
+
+/// An event a projection gave up on.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// Its position in the log.
+    pub position: u64,
+    /// Its stream.
+    pub stream_id: String,
+    /// Its version in the stream.
+    pub stream_version: u64,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Why it could not be applied.
+    pub error: String,
+    /// SHA-256 of the plugin that gave up on it.
+    pub plugin_hash: String,
+    /// Attempts made (0 when an operator skipped it).
+    pub attempts: u32,
+    /// When it was dead-lettered (unix ms).
+    pub recorded_at: i64,
 }

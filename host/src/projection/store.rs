@@ -34,9 +34,11 @@ pub struct Meta {
 /// position 1. Returns the session and where to resume.
 pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta), String> {
     let ctx = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", path.display());
+    // A new build's file exists but is empty; only a file that other
+    // plugin bytes built is started over.
     if path.exists() {
         let built_by = read_hash(path).map_err(|e| ctx("cannot read", e))?;
-        if built_by.as_deref() != Some(plugin.hash.as_str()) {
+        if built_by.as_ref().is_some_and(|h| *h != plugin.hash) {
             tracing::info!(
                 projection = %plugin.description.name,
                 "plugin changed since its read model was built; rebuilding from position 1"
@@ -110,15 +112,7 @@ pub fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
 
 /// Deletes a database file with its WAL and shared-memory files.
 pub fn remove(path: &Path) -> std::io::Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
+    db::remove_db_files(path)
 }
 
 /// Commits a batch: `apply` has run inside the open transaction; this

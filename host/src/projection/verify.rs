@@ -24,7 +24,7 @@ use crate::plugin::ProjectionPlugin;
 const SAMPLES: usize = 5;
 
 /// The outcome of a verification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// The projection.
     pub projection: String,
@@ -39,7 +39,7 @@ pub struct Report {
 }
 
 /// How one table compares.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TableReport {
     /// The table.
     pub table: String,
@@ -84,7 +84,10 @@ pub fn verify(
 
     std::fs::create_dir_all(scratch_dir)
         .map_err(|e| format!("cannot create {}: {e}", scratch_dir.display()))?;
-    let scratch = scratch_dir.join(format!("{name}-{}-{}.db", std::process::id(), db::unix_ms()));
+    // A file of its own, created exclusively: verifications of the same
+    // projection may run at once.
+    let scratch = super::layout::new_file(scratch_dir, &name)
+        .map_err(|e| format!("cannot create a scratch database in {}: {e}", scratch_dir.display()))?;
     let rebuilt = rebuild(plugin, &scratch, log_path, position, &dead, batch_size).and_then(|conn| {
         let tables = hash_tables(&conn).map_err(|e| format!("cannot read the rebuild: {e}"))?;
         Ok((conn, tables))

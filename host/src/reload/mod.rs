@@ -20,13 +20,14 @@ use crate::App;
 use crate::plugin::Plugin;
 
 /// A plugin file that could not be loaded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvalidPlugin {
     /// The file's name without `.wasm`.
     pub name: String,
     /// The file.
     pub file: String,
     /// Always `invalid`.
+    #[schema(pattern = "^invalid$")]
     pub status: &'static str,
     /// Why it could not be loaded.
     pub error: String,
@@ -100,6 +101,7 @@ pub fn load_file(app: &App, file: &Path) -> bool {
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
+            app.metrics.plugin_load("failed");
             record_failure(app, file, format!("cannot read {}: {e}", file.display()));
             return false;
         }
@@ -107,8 +109,9 @@ pub fn load_file(app: &App, file: &Path) -> bool {
     let hash: [u8; 32] = Sha256::digest(&bytes).into();
     let previous = app.files.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(file).cloned();
     if previous.as_ref().is_some_and(|(_, h)| *h == hash) {
-        // Unchanged (a touch, an editor's rewrite of the same bytes, or the
-        // serving version put back after a broken one).
+        // Unchanged (an editor's rewrite of the same bytes, or the serving
+        // version put back after a broken one).
+        app.metrics.plugin_load("unchanged");
         app.files.set_invalid(file, None);
         return true;
     }
@@ -125,6 +128,7 @@ pub fn load_file(app: &App, file: &Path) -> bool {
         }
         Err(e) => Err(e.to_string()),
     };
+    app.metrics.plugin_load(if outcome.is_ok() { "loaded" } else { "failed" });
     match outcome {
         Ok(provides) => {
             // A file that switched from one plugin to another unloads the old.

@@ -16,16 +16,38 @@ use crate::App;
 /// Quiet time before changed files are handled.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Whether an event of `kind` can change a file's content or presence:
+/// created, written, renamed, removed, or closed after writing. Opening,
+/// reading and closing a file that was only read (refract's own read of a
+/// plugin when it loads it) and changes of metadata (a `touch`) cannot,
+/// and would otherwise load the file again, forever.
+pub(crate) fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(
+            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any | ModifyKind::Other,
+        ) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        // Backends that cannot tell what happened.
+        EventKind::Any | EventKind::Other => true,
+    }
+}
+
 /// Starts watching `app`'s plugins directory; the watch lasts as long as
 /// the returned watcher is kept.
 pub fn watch(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-        Ok(e) => {
+        Ok(e) if changes_content(&e.kind) => {
             for p in e.paths {
                 let _ = tx.send(p);
             }
         }
+        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "plugins directory watch error"),
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
@@ -64,4 +86,36 @@ pub fn watch(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> 
         }
     });
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
+    };
+
+    use super::changes_content;
+
+    #[test]
+    fn reads_and_touches_are_not_changes() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(notify::event::RemoveKind::File),
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+    }
 }

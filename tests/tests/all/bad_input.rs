@@ -113,6 +113,10 @@ fn bad_reads_get_clear_errors() {
         ("unknown stream", "/streams/nope", 404, "does not exist"),
         ("bad limit", "/streams/order-1?limit=abc", 400, "limit"),
         ("zero limit", "/events?limit=0", 400, "limit"),
+        ("limit past the page size", "/streams/order-1?limit=1001", 400, "between 1 and 1000"),
+        ("zero dead letters", "/projections/order-summary/dead-letters?limit=0", 400, "between 1 and 1000"),
+        ("empty type filter", "/events?types=", 400, "at least one event type"),
+        ("type filter of commas", "/events?types=,,", 400, "at least one event type"),
         ("negative after", "/events?after=-4", 400, "after"),
         ("unknown parameter", "/events?bogus=1", 400, "bogus"),
         ("unknown projection", "/projections/nope", 404, "no projection"),
@@ -163,12 +167,29 @@ fn bad_reads_get_clear_errors() {
         ("two statements", json!({ "sql": "SELECT 1; SELECT 2" }), 400, "SQL error"),
         ("attach", json!({ "sql": "ATTACH 'events.db' AS e" }), 400, "read-only"),
         ("pragma write", json!({ "sql": "PRAGMA journal_mode = DELETE" }), 400, "read-only"),
-        ("wrong parameter count", json!({ "sql": "SELECT ?", "params": [] }), 400, "SQL error"),
+        (
+            "wrong parameter count",
+            json!({ "sql": "SELECT ?", "params": [] }),
+            400,
+            "1 parameter(s) and params has 0",
+        ),
+        (
+            "too many parameters",
+            json!({ "sql": "SELECT 1", "params": [1] }),
+            400,
+            "0 parameter(s) and params has 1",
+        ),
+        (
+            "integer past i64",
+            json!({ "sql": "SELECT ?", "params": [18446744073709551615u64] }),
+            400,
+            "SQLite's integers",
+        ),
         ("missing sql", json!({ "params": [] }), 400, "sql"),
         (
             "runaway query",
             json!({ "sql": "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n" }),
-            400,
+            504,
             "time limit",
         ),
     ];
@@ -184,6 +205,96 @@ fn bad_reads_get_clear_errors() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["rows"].as_array().unwrap().len(), 10);
     assert_eq!(reply["truncated"], true);
+    assert_eq!(reply["truncated_by"], "max_rows");
+}
+
+/// Reads a response whole; its status and length.
+fn fetch_len(req: ureq::Request, body: &Value) -> (u16, usize, Value) {
+    let r = match req.send_json(body) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = r.status();
+    let text = r.into_string().unwrap();
+    (status, text.len(), serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn answers_are_bounded_in_bytes_and_their_encoding_in_time() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let url = format!("{}/projections/order-summary/query", server.base);
+    // Three rows of 50 MB blobs (100 MB each as hex): cut at the default
+    // 16 MiB, before a row is encoded, and fast.
+    let started = std::time::Instant::now();
+    let (status, len, reply) = fetch_len(
+        ureq::post(&url),
+        &json!({ "sql": "SELECT zeroblob(50000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)" }),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        (reply["truncated"].clone(), reply["truncated_by"].clone()),
+        (json!(true), json!("max_bytes"))
+    );
+    assert_eq!(reply["rows"], json!([]));
+    assert!(len < 1024, "{len} bytes");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // Rows that fit are kept, up to the bound the request asks for.
+    let (status, len, reply) = fetch_len(
+        ureq::post(&url),
+        &json!({ "sql": "SELECT zeroblob(1000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)", "max_bytes": 4200 }),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(reply["truncated_by"], "max_bytes");
+    assert!(len < 4400, "{len}");
+}
+
+#[test]
+fn pages_of_rows_end_at_the_byte_bound_and_a_slow_encoding_times_out() {
+    let server = Server::start_with(&[ORDER_SUMMARY], |cfg| {
+        cfg.http.max_answer_bytes = 2000;
+        cfg.http.query_timeout = Duration::from_millis(300);
+    });
+    let c = server.client();
+    let mut last = json!(0);
+    for i in 0..10 {
+        let customer = format!("{}{i}", "c".repeat(300));
+        last =
+            c.append(&format!("order-{i}"), json!("no_stream"), &crate::support::order_events(&customer, 0))
+                ["last_position"]
+                .clone();
+    }
+    let (status, page) =
+        c.get(&format!("/projections/order-summary/tables/order_summaries?min_position={last}"));
+    assert_eq!(status, 200, "{page}");
+    let n = page["rows"].as_array().unwrap().len();
+    assert!((1..10).contains(&n), "{n} rows in a page of 2000 bytes");
+    assert_eq!(page["next_offset"], n, "the next page starts after the rows this one holds");
+    let (_, rest) = c.get(&format!("/projections/order-summary/tables/order_summaries?offset={n}"));
+    assert!(!rest["rows"].as_array().unwrap().is_empty());
+
+    // One row larger than an answer may be.
+    let big = "x".repeat(3000);
+    let r = c.append("order-big", json!("no_stream"), &crate::support::order_events(&big, 0));
+    let (status, reply) = c.get(&format!(
+        "/projections/order-summary/tables/order_summaries/order-big?min_position={}",
+        r["last_position"]
+    ));
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("larger than an answer may be"), "{reply}");
+
+    // Rows SQLite makes at once but that take long to encode: the time
+    // limit covers encoding too (the bytes bound is far).
+    let server = Server::start_with(&[ORDER_SUMMARY], |cfg| {
+        cfg.http.max_answer_bytes = 1 << 30;
+        cfg.http.query_timeout = Duration::from_millis(100);
+    });
+    let (status, reply) = server.client().post(
+        "/projections/order-summary/query",
+        &json!({ "sql": "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n LIMIT 100000) SELECT zeroblob(100000) FROM n", "max_rows": 10000 }),
+    );
+    assert_eq!(status, 504, "{reply}");
+    assert_eq!(reply["reason"], "query_timeout");
 }
 
 /// Sends `method path` with `body` and extra `headers`; status and body

@@ -238,3 +238,56 @@ fn a_row_read_by_key_follows_every_change_and_the_new_build() {
     assert_eq!(row["channel"], "web", "{row}");
     assert_eq!(row["item_count"], 11);
 }
+
+/// `refract_plugin_loads_total` by outcome.
+fn loads(c: &crate::support::Client) -> [u64; 3] {
+    let (_, samples) = c.metrics();
+    ["loaded", "unchanged", "failed"].map(|o| {
+        samples.get(&format!("refract_plugin_loads_total{{outcome=\"{o}\"}}")).copied().unwrap_or(0.0) as u64
+    })
+}
+
+/// Waits for the watcher's debounce and a load to be done, then asserts
+/// that nothing loads again for several seconds.
+fn assert_quiet(c: &crate::support::Client) {
+    std::thread::sleep(refract::reload::DEBOUNCE * 3);
+    let before = loads(c);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(loads(c), before, "the plugin was loaded again although its file did not change");
+}
+
+#[test]
+fn the_watcher_goes_quiet_after_a_plugin_is_replaced() {
+    let server = Server::start(&[ORDER_SUMMARY]);
+    let c = server.client();
+    c.wait_projection("order-summary", WAIT, |s| s["status"] == "live");
+    // Present at start: loaded once, and nothing since.
+    assert_eq!(loads(&c), [1, 0, 0]);
+    let file = server.plugins_dir().join("order_summary.wasm");
+
+    // A valid new version, copied over the old one.
+    std::fs::copy(ORDER_SUMMARY_V2, &file).unwrap();
+    c.wait_projection("order-summary", WAIT, |s| s["version"] == "2.0.0" && s["status"] == "live");
+    assert_quiet(&c);
+    assert_eq!(loads(&c)[0], 2, "{:?}", loads(&c));
+
+    // A broken one: the failure is reported once, not over and over.
+    std::fs::write(&file, b"not a component").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !c.get("/projections").1["projections"].as_array().unwrap().iter().any(|p| p["status"] == "invalid")
+    {
+        assert!(std::time::Instant::now() < deadline, "the broken file was never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_quiet(&c);
+    assert_eq!(loads(&c)[2], 1, "{:?}", loads(&c));
+
+    // A new file that was never there before.
+    std::fs::copy(ORDERS, server.plugins_dir().join("orders.wasm")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while c.get("/handlers").1["handlers"].as_array().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the handler never loaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_quiet(&c);
+}

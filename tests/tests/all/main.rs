@@ -4,6 +4,8 @@
 
 mod access_control;
 mod bad_input;
+mod build_churn;
+mod bytes_round_trip;
 mod commands;
 mod concurrency;
 mod connections;
@@ -14,6 +16,7 @@ mod end_to_end;
 mod hostile_plugins;
 mod hot_reload;
 mod instance_pool;
+mod openapi;
 mod operations;
 mod queued_writes;
 mod soak;

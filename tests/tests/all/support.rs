@@ -187,6 +187,14 @@ impl Client {
         (text, samples)
     }
 
+    /// A POST whose answer is text, JSON or not.
+    pub fn post_text(&self, path: &str, body: &Value) -> (u16, String) {
+        match ureq::post(&format!("{}{path}", self.base)).send_json(body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap()),
+            Err(e) => panic!("transport error: {e}"),
+        }
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Reply {
         reply(ureq::post(&format!("{}{path}", self.base)).send_json(body))
     }

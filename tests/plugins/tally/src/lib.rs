@@ -5,7 +5,8 @@
 //! table and `Vacuum` a `VACUUM`. Two reach past the SDK to the raw
 //! contract: `Single` enters its stream id with `sql.write`, one statement
 //! per call (what plugins built before `write-queued` send), and `Garble`
-//! sends `write-queued` a parameter list with an unknown tag.
+//! sends `write-queued` a parameter list with an unknown tag. `Echo`
+//! stores its event's data and metadata as the text the plugin received.
 
 use refract_sdk::__private::bindings::refract::plugin::sql;
 use refract_sdk::{Db, Description, Event, Projection, Result, Value, params};
@@ -18,8 +19,9 @@ pub struct Tally;
 impl Projection for Tally {
     fn describe() -> Description {
         Description::new("tally", "1")
-            .event_types(["Enter", "Count", "Sneak", "Vacuum", "Single", "Garble"])
+            .event_types(["Enter", "Count", "Sneak", "Vacuum", "Single", "Garble", "Echo"])
             .migration("CREATE TABLE entries (key TEXT PRIMARY KEY); CREATE TABLE counts (position INTEGER PRIMARY KEY, keys INTEGER NOT NULL);")
+            .migration("CREATE TABLE echoes (position INTEGER PRIMARY KEY, data TEXT NOT NULL, metadata TEXT NOT NULL)")
     }
 
     fn apply(db: &Db, event: &Event) -> Result<()> {
@@ -32,6 +34,10 @@ impl Projection for Tally {
                     params![event.position, keys],
                 )?;
             }
+            "Echo" => db.write(
+                "INSERT INTO echoes (position, data, metadata) VALUES (?1, ?2, ?3)",
+                params![event.position, event.data.as_str(), event.metadata.as_str()],
+            )?,
             "Sneak" => db.write("UPDATE refract_meta SET position = 0", &[])?,
             "Vacuum" => db.write("VACUUM", &[])?,
             "Single" => {
