@@ -6,6 +6,7 @@
 //! that the benchmarks still work (CI does), not to measure.
 
 mod load;
+mod postgres;
 mod report;
 mod scenarios;
 mod sys;
@@ -59,6 +60,13 @@ enum Scenario {
     P7,
     /// Hot reload: changed .wasm → new version serving.
     Reload,
+    /// Appends into the PostgreSQL log against raw inserts; group commit
+    /// against a transaction per append.
+    P8,
+    /// Append on one node → visible in another node's read model.
+    P9,
+    /// P1 with the log in PostgreSQL against the SQLite log.
+    P1pg,
     /// (internal) measure the memory of a host with N projections.
     #[command(hide = true)]
     RssChild {
@@ -82,6 +90,9 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result
         Scenario::P6 => scenarios::p6(size)?,
         Scenario::P7 => scenarios::p7(rt, size)?,
         Scenario::Reload => scenarios::reload(rt, size)?,
+        Scenario::P8 => postgres::p8(rt, size)?,
+        Scenario::P9 => postgres::p9(rt, size)?,
+        Scenario::P1pg => postgres::p1_postgres(rt, size)?,
         Scenario::All { .. } | Scenario::RssChild { .. } => Vec::new(),
     };
     for r in &mut rows {
@@ -114,6 +125,9 @@ fn main() -> anyhow::Result<()> {
         Scenario::P6,
         Scenario::P7,
         Scenario::Reload,
+        Scenario::P8,
+        Scenario::P9,
+        Scenario::P1pg,
     ];
     let mut rows = Vec::new();
     for s in all {

@@ -81,7 +81,7 @@ pub struct Server {
 impl Server {
     pub fn start(rt: &tokio::runtime::Runtime, config: &refract::Config) -> anyhow::Result<Server> {
         rt.block_on(async {
-            let app = refract::App::start(config)?;
+            let app = refract::App::start(config).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::command::Handlers;
 use crate::http::{self, HttpOptions};
-use crate::log::{EventLog, LogOptions};
+use crate::log::{EventLog, LogLocation, LogOptions};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginEngine, SandboxLimits};
 use crate::projection::{ErrorPolicy, ProjectionOptions, Projections, RunnerOptions};
@@ -19,8 +19,16 @@ use crate::reload::{self, InvalidPlugin, PluginFiles};
 /// Everything configurable about a refract host.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Holds `events.db` and `projections/`.
+    /// Holds `projections/`, the compile cache and (unless the log is in
+    /// PostgreSQL) `events.db`.
     pub data_dir: PathBuf,
+    /// The log in PostgreSQL (`postgres://USER@HOST:PORT/DB`); `None`: the
+    /// SQLite file `events.db` in the data directory.
+    pub log_url: Option<String>,
+    /// Read-model snapshots to start projections from (`refract snapshot`):
+    /// a projection with no read model yet starts from its snapshot's
+    /// checkpoint instead of position 1.
+    pub snapshots: Vec<(String, PathBuf)>,
     /// Where `.wasm` plugins are loaded from.
     pub plugins_dir: PathBuf,
     /// HTTP listen address.
@@ -50,6 +58,8 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, plugins_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            log_url: None,
+            snapshots: Vec::new(),
             plugins_dir: plugins_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             log: LogOptions::default(),
@@ -86,9 +96,18 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the data directory, loads every plugin and starts the
-    /// projection runners. Must be called inside a tokio runtime.
-    pub fn start(config: &Config) -> anyhow::Result<Arc<App>> {
+    /// Where the log is, for this configuration.
+    pub fn log_location(config: &Config) -> LogLocation {
+        match &config.log_url {
+            Some(url) => LogLocation::Postgres(url.clone()),
+            None => LogLocation::Sqlite(config.data_dir.join("events.db")),
+        }
+    }
+
+    /// Opens the data directory and the log, loads every plugin and starts
+    /// the projection runners. Must be called on a multi-threaded tokio
+    /// runtime.
+    pub async fn start(config: &Config) -> anyhow::Result<Arc<App>> {
         if !config.listen.ip().is_loopback() && config.http.token.is_none() && !config.allow_open {
             anyhow::bail!(
                 "refusing to listen on {} without a token: anyone who can reach it could write events; \
@@ -98,17 +117,18 @@ impl App {
         }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("while creating the data directory {}", config.data_dir.display()))?;
-        let log_path = config.data_dir.join("events.db");
+        let location = Self::log_location(config);
         let metrics = Metrics::new();
-        let log = EventLog::open(&log_path, config.log.clone(), metrics.log())
-            .with_context(|| format!("while opening the event log {}", log_path.display()))?;
+        let log = EventLog::open_at(&location, config.log.clone(), metrics.log())
+            .await
+            .with_context(|| format!("while opening the event log {location}"))?;
+        tracing::info!(log = %location, backend = log.backend(), head = log.head(), "event log open");
         let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
             .context("while creating the wasm engine")?;
         let projections = Projections::new(
             log.clone(),
             ProjectionOptions {
                 dir: config.data_dir.join("projections"),
-                log_path,
                 runner: config.runner,
                 default_policy: config.default_policy,
                 policies: config.policies.clone(),
@@ -117,6 +137,11 @@ impl App {
             metrics.clone(),
         )
         .context("while preparing the projections directory")?;
+        for (name, file) in &config.snapshots {
+            projections
+                .install_snapshot(name, file)
+                .with_context(|| format!("while installing the snapshot {} of {name}", file.display()))?;
+        }
         let app = Arc::new(App {
             log,
             projections,

@@ -65,6 +65,35 @@ impl Client {
         Ok(())
     }
 
+    /// Downloads a consistent copy of projection `name`'s read model into
+    /// `out` (written beside it first, then renamed).
+    pub fn snapshot(&self, name: &str, out: &std::path::Path) -> anyhow::Result<()> {
+        let url = format!("{}/projections/{name}/snapshot", self.base);
+        let mut request = ureq::get(&url);
+        if let Some(t) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {t}"));
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let body: Value = r.into_json().unwrap_or(Value::Null);
+                bail!("{code}: {}", body["error"].as_str().unwrap_or("the server refused the snapshot"));
+            }
+            Err(e) => return Err(e).with_context(|| format!("while asking {url}")),
+        };
+        let position = response.header("x-refract-position").unwrap_or("?").to_owned();
+        let hash = response.header("x-refract-plugin-hash").unwrap_or("?").to_owned();
+        let partial = out.with_extension("partial");
+        let mut file = std::fs::File::create(&partial)
+            .with_context(|| format!("while creating {}", partial.display()))?;
+        let bytes = std::io::copy(&mut response.into_reader(), &mut file)
+            .with_context(|| format!("while writing {}", partial.display()))?;
+        file.sync_all()?;
+        std::fs::rename(&partial, out).with_context(|| format!("while renaming to {}", out.display()))?;
+        println!("{name}: {bytes} bytes at position {position} (plugin {hash}) written to {}", out.display());
+        Ok(())
+    }
+
     /// Starts a blue/green rebuild and shows its progress until it serves.
     pub fn rebuild(&self, name: &str) -> anyhow::Result<()> {
         self.call("POST", &format!("/projections/{name}/rebuild"))?;

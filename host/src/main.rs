@@ -90,6 +90,31 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Write a consistent copy of a projection's read model (its tables,
+    /// checkpoint and plugin hash) to a file; a node started with
+    /// `serve --snapshot NAME=FILE` continues from its checkpoint instead
+    /// of replaying the log from position 1.
+    Snapshot {
+        /// The projection.
+        name: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Copy an SQLite event log into an empty PostgreSQL log, keeping
+    /// positions, stream versions, data and metadata bytes, recording
+    /// times and idempotency keys (one transaction; a non-empty target is
+    /// refused).
+    CopyLog {
+        /// The data directory holding events.db (or the file itself).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL log: postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Args)]
@@ -110,9 +135,32 @@ impl Remote {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Data directory: events.db and projections/ live here.
+    /// Data directory: projections/, the compile cache and (with the log
+    /// in SQLite) events.db live here.
     #[arg(long, env = "REFRACT_DATA", default_value = ".refract/data")]
     data: PathBuf,
+    /// The event log in PostgreSQL, shared by any number of nodes:
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB. Default: the SQLite file
+    /// events.db in --data.
+    #[arg(long, env = "REFRACT_LOG", value_parser = parse_log_url)]
+    log: Option<String>,
+    /// With the log in PostgreSQL: how long one append transaction or one
+    /// read may take before it is abandoned and answered 503, in ms.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    log_timeout_ms: u64,
+    /// With the log in PostgreSQL: how often the head is read whatever
+    /// notifications say (the most a lost notification delays a reader),
+    /// in ms.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    log_poll_ms: u64,
+    /// With the log in PostgreSQL: do not LISTEN for commits (behind
+    /// poolers that drop notifications); readers follow by polling alone.
+    #[arg(long)]
+    no_log_notify: bool,
+    /// Start projection NAME from a read-model snapshot (`refract
+    /// snapshot`) when it has no read model yet (repeatable).
+    #[arg(long = "snapshot", value_name = "NAME=FILE", value_parser = parse_snapshot)]
+    snapshots: Vec<(String, PathBuf)>,
     /// Directory of .wasm plugins (for `dev`: where built plugins are put).
     #[arg(long, env = "REFRACT_PLUGINS", default_value = ".refract/plugins")]
     plugins: PathBuf,
@@ -220,6 +268,19 @@ fn parse_max_instances(s: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_log_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_owned())
+    } else {
+        Err("expected postgres://USER@HOST:PORT/DB (leave --log out for the SQLite file in --data)".into())
+    }
+}
+
+fn parse_snapshot(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = s.split_once('=').ok_or("expected NAME=FILE")?;
+    Ok((name.to_owned(), PathBuf::from(file)))
+}
+
 fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
     let (name, policy) = s.split_once('=').ok_or("expected NAME=POLICY")?;
     let policy = <ErrorPolicy as clap::ValueEnum>::from_str(policy, true)
@@ -230,6 +291,11 @@ fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
 impl ServeArgs {
     fn config(&self) -> Config {
         let mut c = Config::new(&self.data, &self.plugins);
+        c.log_url = self.log.clone();
+        c.snapshots = self.snapshots.clone();
+        c.log.postgres.timeout = Duration::from_millis(self.log_timeout_ms);
+        c.log.postgres.poll = Duration::from_millis(self.log_poll_ms);
+        c.log.postgres.notify = !self.no_log_notify;
         c.listen = self.listen;
         c.log.synchronous = self.sync;
         c.log.reserve_wal = !self.no_wal_reserve;
@@ -262,6 +328,7 @@ impl ServeArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let mut _dev_watch = None;
@@ -290,6 +357,21 @@ fn main() -> anyhow::Result<()> {
         Command::Pause { name, remote } => return remote.client().set_paused(&name, true),
         Command::Resume { name, remote } => return remote.client().set_paused(&name, false),
         Command::DeadLetters { name, remote } => return remote.client().dead_letters(&name),
+        Command::Snapshot { name, out, remote } => return remote.client().snapshot(&name, &out),
+        Command::CopyLog { from, to } => {
+            let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+            let options = refract::log::PostgresOptions::default();
+            let copied =
+                rt.block_on(refract::log::copy_log(&from, &to, &options)).context("copy-log failed")?;
+            println!(
+                "copied {} events (positions 1 to {}) and {} idempotency keys into {}",
+                copied.events,
+                copied.events,
+                copied.keys,
+                refract::log::postgres::redact(&to)
+            );
+            return Ok(());
+        }
         Command::Verify { name, remote } => {
             if remote.client().verify(&name)? {
                 return Ok(());
@@ -301,7 +383,7 @@ fn main() -> anyhow::Result<()> {
     raise_open_files(config.http.max_connections);
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     rt.block_on(async move {
-        let app = App::start(&config)?;
+        let app = App::start(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("while binding {}", config.listen))?;

@@ -85,6 +85,20 @@ pub enum CommandError {
     /// The log failed.
     #[error("{0}")]
     Storage(String),
+    /// The log cannot be reached right now; nothing was appended unless the
+    /// message says the outcome is unknown. Retry (with an idempotency key,
+    /// a retry is safe either way).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<crate::log::ReadError> for CommandError {
+    fn from(e: crate::log::ReadError) -> Self {
+        match e {
+            crate::log::ReadError::Unavailable(m) => CommandError::Unavailable(m),
+            crate::log::ReadError::Storage(m) => CommandError::Storage(m),
+        }
+    }
 }
 
 /// Every loaded command handler, by name.
@@ -243,7 +257,7 @@ pub async fn execute(
         }
         // A key seen before: answer with the original outcome, without
         // running the handler again.
-        if let Some(o) = log.find_idempotent(handler.to_owned(), key.clone()).await.map_err(storage)? {
+        if let Some(o) = log.find_idempotent(handler.to_owned(), key.clone()).await? {
             return respond(log, o, "").await;
         }
     }
@@ -257,7 +271,7 @@ pub async fn execute(
     };
     let command = Arc::new(command);
     for attempt in 1..=MAX_ATTEMPTS {
-        let history = log.read_whole_stream(req.stream_id.clone()).await.map_err(storage)?;
+        let history = log.read_whole_stream(req.stream_id.clone()).await?;
         let expected =
             history.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
         let history: Vec<Event> = history.into_iter().map(to_plugin_event).collect();
@@ -311,6 +325,7 @@ pub async fn execute(
                     message: format!("returned events the log refuses: {e}"),
                 });
             }
+            Err(AppendError::Unavailable(m)) => return Err(CommandError::Unavailable(m)),
             Err(e) => return Err(storage(e)),
         }
     }
@@ -347,11 +362,8 @@ async fn respond(
 ) -> Result<CommandResponse, CommandError> {
     let a = o.appended;
     let appended_any = a.first_position <= a.last_position;
-    let events = if appended_any {
-        log.read_range(a.first_position, a.last_position).await.map_err(storage)?
-    } else {
-        Vec::new()
-    };
+    let events =
+        if appended_any { log.read_range(a.first_position, a.last_position).await? } else { Vec::new() };
     Ok(CommandResponse {
         command_id: o.duplicate_of.clone().unwrap_or_else(|| command_id.to_owned()),
         stream_version: a.stream_version,

@@ -66,14 +66,19 @@ impl From<AppendError> for ApiError {
             AppendError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             AppendError::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
             AppendError::Storage(_) => Self::internal(message),
-            AppendError::Closed => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            AppendError::Closed | AppendError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
         }
     }
 }
 
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
-        Self::internal(e.to_string())
+        match e {
+            ReadError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            ReadError::Storage(_) => Self::internal(e.to_string()),
+        }
     }
 }
 
@@ -92,6 +97,7 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict { .. } => Self::new(StatusCode::CONFLICT, message),
             CommandError::PluginFailed { plugin, .. } => Self::internal(message).with("plugin", plugin),
             CommandError::Storage(_) => Self::internal(message),
+            CommandError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
         }
     }
 }

@@ -111,7 +111,8 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(projections::rebuild))
         .routes(routes!(projections::verify))
         .routes(routes!(projections::dead_letters))
-        .routes(routes!(projections::retry_dead_letters));
+        .routes(routes!(projections::retry_dead_letters))
+        .routes(routes!(projections::snapshot));
     let open: OpenApiRouter<Arc<App>> =
         OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(document::serve));
     let (reads, mut read_doc) = reads.split_for_parts();
@@ -155,16 +156,34 @@ pub fn page_limit(requested: Option<u64>, default: u64, max: u64) -> Result<u64,
     }
 }
 
-/// Whether the server is up, and the head of its log.
+/// Whether the server and its event log are up, and the head of the log
+/// this node knows. With the log in PostgreSQL out of reach, 503 with the
+/// reason: appends and commands answer 503 meanwhile, while reads of read
+/// models keep serving.
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "healthz",
     tag = "operations",
-    responses((status = 200, description = "Up", body = schema::Health))
+    responses(
+        (status = 200, description = "Up", body = schema::Health),
+        (status = 503, description = "The event log is unavailable", body = schema::Health),
+    )
 )]
-async fn healthz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<schema::Health> {
-    axum::Json(schema::Health { status: "ok", head: app.log.head() })
+async fn healthz(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+) -> (axum::http::StatusCode, axum::Json<schema::Health>) {
+    let head = app.log.head();
+    let log = app.log.backend();
+    match app.log.health() {
+        crate::log::Health::Available => {
+            (axum::http::StatusCode::OK, axum::Json(schema::Health { status: "ok", head, log, error: None }))
+        }
+        crate::log::Health::Unavailable(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(schema::Health { status: "log_unavailable", head, log, error: Some(e) }),
+        ),
+    }
 }
 
 /// Most bytes of request headers (names and values) accepted.

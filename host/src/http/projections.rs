@@ -227,6 +227,47 @@ pub async fn rebuild(
     }
 }
 
+/// A consistent copy of the projection's read model: an SQLite file with
+/// its tables, its checkpoint and the hash of the plugin that built it. A
+/// node started with it (`refract serve --snapshot NAME=FILE`) continues
+/// from that checkpoint instead of replaying the log from position 1.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/snapshot",
+    operation_id = "snapshot",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "The read model's file; its checkpoint and plugin hash are in the headers",
+            content_type = "application/vnd.sqlite3", body = Vec<u8>,
+            headers(("x-refract-position" = u64, description = "Its checkpoint"),
+                    ("x-refract-plugin-hash" = String, description = "SHA-256 of the plugin that built it"))),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
+pub async fn snapshot(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    let p = loaded(&app, &name)?;
+    let dir = app.projections.scratch_dir();
+    let (file, meta) = tokio::task::spawn_blocking(move || p.snapshot(&dir))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("cannot copy the read model: {e}")))?;
+    let body =
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    let disposition = format!("attachment; filename=\"{name}-{}.db\"", meta.position);
+    axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.sqlite3")
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header("x-refract-position", meta.position)
+        .header("x-refract-plugin-hash", meta.hash)
+        .body(body)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

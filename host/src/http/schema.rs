@@ -40,10 +40,15 @@ pub struct RejectionBody {
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `log_unavailable`.
     pub status: &'static str,
-    /// Position of the last event in the log.
+    /// Position of the last event of the log this node knows.
     pub head: u64,
+    /// The log's backend: `sqlite` or `postgres`.
+    pub log: &'static str,
+    /// Why the log is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /handlers`.

@@ -1,42 +1,51 @@
-//! The event log: an append-only SQLite table, the system of record.
+//! The event log: an append-only sequence of events, the system of record,
+//! behind one contract with two backends. SQLite ([`sqlite`], one file,
+//! the embedded default) or PostgreSQL ([`postgres`], shared by any number
+//! of nodes). Nothing outside this module names a backend's types: the
+//! HTTP API, commands, projections and `verify` talk to [`EventLog`].
 //!
-//! Appends go through one writer thread that group-commits concurrent
-//! appends ([`writer`]); reads use a pool of read-only connections and never
-//! wait for the writer (WAL mode).
+//! Either backend assigns positions gapless and in commit order, checks
+//! each append against its own expected version and records its
+//! idempotency key in the same transaction, and group-commits concurrent
+//! appends ([`plan`] decides what a group writes, the same way for both).
 
-mod sql;
+pub mod copy;
+mod plan;
+pub mod postgres;
+mod source;
+mod sqlite;
 mod types;
-mod writer;
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use rusqlite::{Connection, params};
-use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
+pub use copy::{Copied, copy_log};
+pub use plan::Outcome;
+pub use postgres::PostgresOptions;
+pub use source::{Ask, BatchSource};
 pub use types::{AppendError, Appended, ExpectedVersion, Idempotency, NewEvent, ReadError, RecordedEvent};
-pub use writer::Outcome;
 
-use crate::db::{self, ReadPool, Synchronous};
+use crate::db::Synchronous;
 use crate::metrics::LogMetrics;
-use writer::{PreparedEvent, Request};
+use plan::{PreparedEvent, Request};
 
 /// Limits and durability of the log.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// `PRAGMA synchronous` of the writer.
+    /// `PRAGMA synchronous` of the SQLite writer.
     pub synchronous: Synchronous,
     /// Largest `data` + `metadata` of one event, in bytes.
     pub max_event_bytes: usize,
     /// Most events in one append.
     pub max_events_per_append: usize,
-    /// With `synchronous=FULL`: write the WAL's blocks once when the log
-    /// opens, so that commits overwrite them instead of extending the file
-    /// (see [`db::reserve_wal`]; about 64 MiB).
+    /// SQLite, with `synchronous=FULL`: write the WAL's blocks once when the
+    /// log opens, so that commits overwrite them instead of extending the
+    /// file (see [`crate::db::reserve_wal`]; about 64 MiB).
     pub reserve_wal: bool,
+    /// PostgreSQL: timeouts, notifications, polling.
+    pub postgres: PostgresOptions,
 }
 
 impl Default for LogOptions {
@@ -46,6 +55,7 @@ impl Default for LogOptions {
             max_event_bytes: 1 << 20,
             max_events_per_append: 10_000,
             reserve_wal: true,
+            postgres: PostgresOptions::default(),
         }
     }
 }
@@ -54,6 +64,25 @@ impl Default for LogOptions {
 /// as JSON Schema's `maxLength` counts them).
 pub const MAX_NAME_CHARS: usize = 256;
 
+/// Where the log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLocation {
+    /// An SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database, by connection URL
+    /// (`postgres://USER@HOST:PORT/DB`).
+    Postgres(String),
+}
+
+impl std::fmt::Display for LogLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            LogLocation::Postgres(url) => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
+
 /// Handle to the event log; cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
@@ -61,57 +90,90 @@ pub struct EventLog {
 }
 
 struct Inner {
-    sender: Mutex<Option<mpsc::Sender<Request>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    backend: Backend,
     head: watch::Receiver<u64>,
-    readers: ReadPool,
     options: LogOptions,
 }
 
+enum Backend {
+    Sqlite(sqlite::SqliteLog),
+    Postgres(postgres::PostgresLog),
+}
+
+/// A read, answered by either backend.
+pub(crate) enum Read {
+    Stream { stream_id: String, from_version: u64, limit: u64 },
+    All { after: u64, limit: u64, types: Option<Vec<String>> },
+    Range { first: u64, last: u64 },
+    RecordedAt(u64),
+    Key { scope: String, key: String },
+}
+
+/// What a [`Read`] finds.
+pub(crate) enum ReadAnswer {
+    Events(Vec<RecordedEvent>),
+    Stream(Option<Vec<RecordedEvent>>),
+    RecordedAt(Option<i64>),
+    Outcome(Option<Outcome>),
+}
+
+fn unexpected() -> ReadError {
+    ReadError::Storage("the log answered a read with the wrong kind of answer".into())
+}
+
+/// Whether the log can take appends and reads right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// It can.
+    Available,
+    /// It cannot (PostgreSQL unreachable, restarting, refusing); appends
+    /// and log reads answer 503 meanwhile, and the log reconnects alone.
+    Unavailable(String),
+}
+
 impl EventLog {
-    /// Opens (creating if needed) the log at `path` and starts its writer,
-    /// which records its group commits in `metrics`.
+    /// Opens (creating if needed) the SQLite log at `path` and starts its
+    /// writer, which records its group commits in `metrics`.
     pub fn open(path: &Path, options: LogOptions, metrics: LogMetrics) -> Result<Self, ReadError> {
-        let mut conn = db::open_rw(path, options.synchronous)?;
-        db::migrate(&mut conn, sql::MIGRATIONS)?;
-        let head: u64 = conn.query_row(sql::HEAD, [], |r| r.get(0))?;
-        let (head_tx, head_rx) = watch::channel(head);
-        let (tx, rx) = mpsc::channel();
-        let wal = db::WalThread::start(&mut conn, path, "log")?;
-        if options.reserve_wal && options.synchronous == Synchronous::Full {
-            // Before the writer's first commit (about 50 ms for 64 MiB).
-            let start = std::time::Instant::now();
-            match db::reserve_wal(&conn) {
-                Ok(0) => {}
-                Ok(bytes) => {
-                    let ms = start.elapsed().as_millis() as u64;
-                    tracing::debug!(bytes, ms, "wrote the event log's WAL blocks ahead");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot write the event log's WAL blocks ahead; commits extend it")
-                }
-            }
-        }
-        let writer = std::thread::Builder::new()
-            .name("refract-log-writer".into())
-            .spawn(move || {
-                writer::run(conn, rx, head_tx, metrics);
-                // After the writer's connection is closed.
-                drop(wal);
-            })
-            .map_err(|e| ReadError::Storage(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                sender: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(writer)),
-                head: head_rx,
-                readers: ReadPool::new(path.to_path_buf(), 16, |_| Ok(())),
-                options,
-            }),
-        })
+        let (log, head) = sqlite::SqliteLog::open(path, &options, metrics)?;
+        Ok(Self { inner: Arc::new(Inner { backend: Backend::Sqlite(log), head, options }) })
     }
 
-    /// Position of the last committed event (0 for an empty log).
+    /// Connects to the PostgreSQL log at `url`, creating or upgrading its
+    /// schema (under an advisory lock, so nodes starting together take
+    /// turns), and starts its writer, its listener and its poller.
+    pub async fn open_postgres(
+        url: &str,
+        options: LogOptions,
+        metrics: LogMetrics,
+    ) -> Result<Self, ReadError> {
+        let (log, head) = postgres::PostgresLog::open(url, &options.postgres, metrics).await?;
+        Ok(Self { inner: Arc::new(Inner { backend: Backend::Postgres(log), head, options }) })
+    }
+
+    /// Opens the log at `location`.
+    pub async fn open_at(
+        location: &LogLocation,
+        options: LogOptions,
+        metrics: LogMetrics,
+    ) -> Result<Self, ReadError> {
+        match location {
+            LogLocation::Sqlite(path) => Self::open(path, options, metrics),
+            LogLocation::Postgres(url) => Self::open_postgres(url, options, metrics).await,
+        }
+    }
+
+    /// Which backend holds the log: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Position of the last committed event known to this node (0 for an
+    /// empty log). With PostgreSQL, other nodes' commits arrive by
+    /// notification or by polling.
     pub fn head(&self) -> u64 {
         *self.inner.head.borrow()
     }
@@ -119,6 +181,14 @@ impl EventLog {
     /// A receiver that changes whenever new events are committed.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.head.clone()
+    }
+
+    /// Whether the log can take appends and reads right now.
+    pub fn health(&self) -> Health {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Health::Available,
+            Backend::Postgres(p) => p.health(),
+        }
     }
 
     /// Appends `events` to `stream_id` atomically if the stream's version
@@ -159,9 +229,9 @@ impl EventLog {
     ) -> Result<Outcome, AppendError> {
         let (reply, rx) = oneshot::channel();
         let request = Request { stream_id: stream_id.to_owned(), expected, events, idempotency, reply };
-        {
-            let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
-            sender.as_ref().ok_or(AppendError::Closed)?.send(request).map_err(|_| AppendError::Closed)?;
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.submit(request)?,
+            Backend::Postgres(p) => p.submit(request)?,
         }
         rx.await.map_err(|_| AppendError::Closed)?
     }
@@ -212,6 +282,13 @@ impl EventLog {
             .collect()
     }
 
+    async fn read(&self, read: Read) -> Result<ReadAnswer, ReadError> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(read).await,
+            Backend::Postgres(p) => p.read(read).await,
+        }
+    }
+
     /// Events of one stream from `from_version` (1-based), at most `limit`.
     /// `None` when the stream does not exist.
     pub async fn read_stream(
@@ -220,15 +297,10 @@ impl EventLog {
         from_version: u64,
         limit: u64,
     ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
-        let (from_version, limit) = (crate::db::sqlite_int(from_version), crate::db::sqlite_int(limit));
-        self.blocking_read(move |conn| {
-            let events = query_events(conn, sql::READ_STREAM, params![stream_id, from_version, limit])?;
-            if events.is_empty() && stream_version(conn, &stream_id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(events))
-        })
-        .await
+        match self.read(Read::Stream { stream_id, from_version, limit }).await? {
+            ReadAnswer::Stream(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
     }
 
     /// Events of the whole log after position `after`, at most `limit`,
@@ -239,103 +311,59 @@ impl EventLog {
         limit: u64,
         types: Option<Vec<String>>,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        let (after, limit) = (crate::db::sqlite_int(after), crate::db::sqlite_int(limit));
-        self.blocking_read(move |conn| match types {
-            None => query_events(conn, sql::READ_ALL, params![after, i64::MAX, limit]),
-            Some(t) => {
-                let t = serde_json::to_string(&t).map_err(|e| ReadError::Storage(e.to_string()))?;
-                query_events(conn, sql::READ_ALL_OF_TYPES, params![after, i64::MAX, limit, t])
-            }
-        })
-        .await
+        match self.read(Read::All { after, limit, types }).await? {
+            ReadAnswer::Events(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
     }
 
     /// Every event of a stream, oldest first (empty for a new stream).
     pub async fn read_whole_stream(&self, stream_id: String) -> Result<Vec<RecordedEvent>, ReadError> {
-        self.blocking_read(move |conn| {
-            query_events(conn, sql::READ_STREAM, params![stream_id, 1u64, i64::MAX])
-        })
-        .await
+        Ok(self.read_stream(stream_id, 1, u64::MAX).await?.unwrap_or_default())
     }
 
     /// Events from position `first` to `last`, inclusive.
     pub async fn read_range(&self, first: u64, last: u64) -> Result<Vec<RecordedEvent>, ReadError> {
-        self.blocking_read(move |conn| query_events(conn, sql::READ_RANGE, params![first, last])).await
+        match self.read(Read::Range { first, last }).await? {
+            ReadAnswer::Events(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
     }
 
     /// When the event at `position` was recorded (unix ms), if it exists.
     pub async fn recorded_at(&self, position: u64) -> Result<Option<i64>, ReadError> {
-        self.blocking_read(move |conn| {
-            use rusqlite::OptionalExtension;
-            Ok(conn.query_row(sql::RECORDED_AT, [position], |r| r.get(0)).optional()?)
-        })
-        .await
+        match self.read(Read::RecordedAt(position)).await? {
+            ReadAnswer::RecordedAt(at) => Ok(at),
+            _ => Err(unexpected()),
+        }
     }
 
     /// The recorded outcome of an append made with `scope` and `key`.
     pub async fn find_idempotent(&self, scope: String, key: String) -> Result<Option<Outcome>, ReadError> {
-        self.blocking_read(move |conn| {
-            use rusqlite::OptionalExtension;
-            Ok(conn.query_row(sql::FIND_KEY, params![scope, key], writer::recorded_outcome).optional()?)
-        })
-        .await
+        match self.read(Read::Key { scope, key }).await? {
+            ReadAnswer::Outcome(o) => Ok(o),
+            _ => Err(unexpected()),
+        }
     }
 
-    async fn blocking_read<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, ReadError> + Send + 'static,
-    ) -> Result<R, ReadError> {
-        let pool = self.inner.readers.clone();
-        tokio::task::spawn_blocking(move || pool.with(|c| f(c))?)
-            .await
-            .map_err(|e| ReadError::Storage(format!("read task failed: {e}")))?
+    /// A source of batches with a connection of its own, for a reader that
+    /// follows the log (a projection's runner, `verify`). Blocking; call it
+    /// off the async runtime's workers.
+    pub fn batch_source(&self) -> Result<Box<dyn BatchSource>, ReadError> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.source(),
+            Backend::Postgres(p) => Ok(p.source()),
+        }
     }
 
     /// Stops accepting appends and waits for the writer to finish what it
     /// has queued.
     pub fn close(&self) {
-        // Read-only connections close first, so the writer's close removes
-        // the WAL (see `ReadPool::clear`).
-        self.inner.readers.clear();
-        self.inner.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(w) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = w.join();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.close(),
+            Backend::Postgres(p) => p.close(),
         }
     }
-}
-
-/// The SQL that selects a range of the log, for readers outside this module
-/// (projections): `?1` after, `?2` up to, in position order, without a
-/// limit (the reader stops stepping when it has enough).
-pub mod range_sql {
-    pub use super::sql::READ_AFTER as RANGE_AFTER;
-}
-
-fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<Option<u64>> {
-    conn.query_row(sql::STREAM_VERSION, [stream_id], |r| r.get(0))
-}
-
-fn query_events(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let raw = |s: String| RawValue::from_string(s).map_err(|e| ReadError::Storage(e.to_string()));
-        out.push(RecordedEvent {
-            position: r.get(0)?,
-            stream_id: r.get(1)?,
-            stream_version: r.get(2)?,
-            event_type: r.get(3)?,
-            data: raw(r.get(4)?)?,
-            metadata: raw(r.get(5)?)?,
-            recorded_at: r.get(6)?,
-        });
-    }
-    Ok(out)
 }
 
 /// Checks a stream id or event type: 1 to 256 characters, no control
@@ -453,6 +481,7 @@ mod close_tests {
 #[cfg(test)]
 mod wal_reserve_tests {
     use super::*;
+    use crate::db;
 
     fn count_in(path: &Path) -> (u64, u64) {
         let conn = db::open_rw(path, Synchronous::Normal).unwrap();

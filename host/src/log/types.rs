@@ -205,9 +205,14 @@ pub enum AppendError {
     /// The append exceeds a size limit.
     #[error("{0}")]
     TooLarge(String),
-    /// SQLite failed; the append was rolled back.
+    /// The storage failed; the append was rolled back.
     #[error("event log storage error: {0}")]
     Storage(String),
+    /// The log's database cannot be reached right now (PostgreSQL down,
+    /// restarting, cut off); the message says whether the append may have
+    /// been written. Retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// The log is shutting down.
     #[error("the event log is shutting down")]
     Closed,
@@ -216,9 +221,12 @@ pub enum AppendError {
 /// Why a read failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
-    /// SQLite failed.
+    /// The storage failed.
     #[error("event log storage error: {0}")]
     Storage(String),
+    /// The log's database cannot be reached right now; retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for ReadError {

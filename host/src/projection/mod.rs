@@ -26,6 +26,7 @@ use tokio::sync::watch;
 pub use row_cache::RowCache;
 pub use runner::{ErrorPolicy, RunnerOptions};
 pub use status::{DeadLetter, Failure, Rebuild, State, Status};
+pub use store::MetaInfo;
 pub use verify::{Report as VerifyReport, TableReport};
 
 use crate::db::ReadPool;
@@ -303,6 +304,34 @@ impl Projection {
         self.control(|c| c.retry_dead_letters += 1);
     }
 
+    /// A consistent copy of the serving database (`VACUUM INTO` a file in
+    /// `dir`): its tables, its checkpoint and the hash of the plugin that
+    /// built it, for a new node to start from. The file is unlinked once
+    /// open: dropping the handle frees it.
+    pub fn snapshot(&self, dir: &Path) -> Result<(std::fs::File, store::MetaInfo), OpError> {
+        let storage = |e: &dyn std::fmt::Display| OpError::Storage(e.to_string());
+        // Held until the copy is made: a cut-over meanwhile keeps the file.
+        let current = self.current();
+        std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
+        let path = layout::new_file(dir, &self.name).map_err(|e| storage(&e))?;
+        std::fs::remove_file(&path).map_err(|e| storage(&e))?;
+        let copied = (|| -> Result<(std::fs::File, store::MetaInfo), OpError> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &current.db_path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| storage(&e))?;
+            conn.busy_timeout(Duration::from_secs(5)).map_err(|e| storage(&e))?;
+            conn.execute("VACUUM INTO ?1", [path.display().to_string()]).map_err(|e| storage(&e))?;
+            drop(conn);
+            let meta = store::read_meta(&path).map_err(|e| storage(&e))?;
+            let file = std::fs::File::open(&path).map_err(|e| storage(&e))?;
+            Ok((file, meta))
+        })();
+        let _ = store::remove(&path);
+        copied
+    }
+
     /// Dead letters of the serving database, oldest first.
     pub fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, OpError> {
         let pool = self.readers();
@@ -348,8 +377,6 @@ impl Projection {
 pub struct ProjectionOptions {
     /// Directory of the projection databases (`DATA/projections`).
     pub dir: PathBuf,
-    /// The event log's file, read by every runner.
-    pub log_path: PathBuf,
     /// Batching and retries.
     pub runner: RunnerOptions,
     /// Error policy of projections not named in `policies`.
@@ -531,7 +558,7 @@ impl Projections {
             plugin: plugin.clone(),
             policy: self.policy(&name),
             db_path: path.clone(),
-            log_path: self.options.log_path.clone(),
+            log: self.log.clone(),
             head: self.log.subscribe(),
             control: shared.control.subscribe(),
             shutdown: shutdown_rx,
@@ -610,9 +637,45 @@ impl Projections {
         let batch = self.options.runner.batch_size;
         // `current` is held until the comparison is done: a cut-over
         // meanwhile leaves its file in place until then.
-        verify::verify(&plugin, &current.db_path, &self.options.log_path, &scratch, batch)
+        verify::verify(&plugin, &current.db_path, &self.log, &scratch, batch)
             .map(Some)
             .map_err(VerifyError::Failed)
+    }
+
+    /// Makes the read-model snapshot `file` (written by `refract snapshot`,
+    /// that is `GET /projections/{name}/snapshot`) the serving build of
+    /// projection `name`, unless it has one already (then the snapshot is
+    /// left unused, with a warning). Call it before the projection's plugin
+    /// loads: a plugin of the same bytes as the snapshot's continues from
+    /// its checkpoint; other bytes rebuild from position 1 as usual.
+    pub fn install_snapshot(&self, name: &str, file: &Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let meta = store::read_meta(file)
+            .with_context(|| format!("{} is not a refract read model", file.display()))?;
+        anyhow::ensure!(
+            meta.name == name,
+            "{} is a snapshot of projection {:?}, not {name:?}",
+            file.display(),
+            meta.name
+        );
+        if let Some(serving) = layout::current(&self.options.dir, name) {
+            tracing::warn!(projection = %name, serving = %serving.display(), snapshot = %file.display(),
+                "the projection has a read model already; the snapshot is not used");
+            return Ok(());
+        }
+        let path = layout::new_generation(&self.options.dir, name, &meta.hash)?;
+        if let Err(e) = std::fs::copy(file, &path) {
+            let _ = store::remove(&path);
+            return Err(e).with_context(|| format!("cannot copy {}", file.display()));
+        }
+        layout::set_current(&path)?;
+        tracing::info!(projection = %name, position = meta.position, hash = %meta.hash, "read model installed from a snapshot");
+        Ok(())
+    }
+
+    /// Where snapshots are made before they are sent (emptied at start).
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.options.dir.join(VERIFY_DIR)
     }
 
     /// Stops and forgets projection `name`; its databases stay on disk

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
@@ -14,8 +14,8 @@ use super::status::{Failure, State};
 use super::store::{self, DeadLetter};
 use super::{Control, Shared};
 use crate::db;
-use crate::log::range_sql;
-use crate::plugin::{Batch, Event, EventRef, ProjectionInstance, ProjectionPlugin, SqlSession};
+use crate::log::{Ask, BatchSource, EventLog, ReadError};
+use crate::plugin::{Batch, Event, ProjectionInstance, ProjectionPlugin, SqlSession};
 
 /// What a projection does with an event it cannot apply after its retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum, utoipa::ToSchema)]
@@ -68,7 +68,7 @@ pub(super) struct Runner {
     pub plugin: Arc<ProjectionPlugin>,
     pub policy: ErrorPolicy,
     pub db_path: std::path::PathBuf,
-    pub log_path: std::path::PathBuf,
+    pub log: EventLog,
     pub head: watch::Receiver<u64>,
     pub control: watch::Receiver<Control>,
     pub shutdown: watch::Receiver<bool>,
@@ -104,7 +104,14 @@ struct Work {
     /// The database's own page cache size while it is raised for catching
     /// up (see [`RunnerOptions::catch_up_cache_kib`]).
     raised_cache: Option<i64>,
+    /// Reads of the log that failed in a row.
+    read_failures: u32,
 }
+
+/// The wait before reading the log again after a failed read; doubles with
+/// each failure in a row, up to [`MAX_READ_BACKOFF`].
+const READ_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_READ_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A transaction kept open across full batches while catching up.
 ///
@@ -161,7 +168,7 @@ impl Runner {
         if meta.paused {
             self.shared.control.send_modify(|c| c.paused = true);
         }
-        let reader = Reader::open(&self.log_path, &self.plugin)?;
+        let reader = Reader::open(&self.log, &self.plugin)?;
         let instance = self.plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
         let mut w = Work {
             instance: Some(instance),
@@ -174,6 +181,7 @@ impl Runner {
             rate: Rate { since: Instant::now(), count: 0 },
             open: None,
             raised_cache: None,
+            read_failures: 0,
         };
         loop {
             // Inside a catch-up transaction, the next batch follows at once;
@@ -216,10 +224,34 @@ impl Runner {
             }
             self.shared.update(|s| s.status = State::CatchingUp);
             let limit = if w.checkpoint < w.single_until { 1 } else { self.options.batch_size };
-            let events = w
-                .reader
-                .read(w.checkpoint, head, limit)
-                .map_err(|e| format!("cannot read the event log: {e}"))?;
+            let events = match w.reader.read(w.checkpoint, head, limit) {
+                Ok(events) => {
+                    w.read_failures = 0;
+                    events
+                }
+                Err(e) => {
+                    // The log is out of reach for now (PostgreSQL restarting,
+                    // cut off): what is applied is committed, and the read
+                    // is tried again, with backoff, from the checkpoint.
+                    self.commit_open(&mut w)?;
+                    w.read_failures += 1;
+                    let attempts = w.read_failures;
+                    tracing::warn!(projection = %self.plugin.description.name, attempts, error = %e, "cannot read the event log; retrying");
+                    self.shared.update(|s| {
+                        s.error = Some(Failure {
+                            message: format!("cannot read the event log: {e}; retrying"),
+                            position: None,
+                            attempts,
+                            at: db::unix_ms(),
+                        })
+                    });
+                    let backoff = READ_BACKOFF.saturating_mul(1 << attempts.min(6)).min(MAX_READ_BACKOFF);
+                    if !self.sleep(backoff) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
             // A short batch covers everything up to the head, including
             // events of types this projection skips.
             let full = events.len() == limit;
@@ -278,7 +310,13 @@ impl Runner {
     fn retry_dead_letters(&mut self, w: &mut Work) -> Result<(), String> {
         let positions = store::dead_letter_positions(&self.session(w)?.conn()).map_err(|e| e.to_string())?;
         for position in positions {
-            let events = w.reader.event_at(position).map_err(|e| e.to_string())?;
+            let events = match w.reader.event_at(position) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(projection = %self.plugin.description.name, error = %e, "cannot read a dead letter's event; the rest stay dead letters");
+                    break;
+                }
+            };
             let inst = w.instance.take().ok_or("lost the plugin instance")?;
             let (inst, outcome) = self.apply_batch(inst, &events, None, Some(position))?;
             w.instance = Some(inst);
@@ -623,32 +661,25 @@ fn failure_message(e: &crate::plugin::SqlError) -> String {
 /// Reads a projection's events from the log: the batches it subscribes to
 /// (its event types), the next one read on a helper thread while the
 /// current one is being applied ([`Reader::read_ahead`]), so reading and
-/// applying overlap in a replay.
+/// applying overlap in a replay. Each side has a source (a connection) of
+/// its own.
 pub(super) struct Reader {
-    log: Connection,
+    source: Box<dyn BatchSource>,
     types: Option<Arc<[String]>>,
     requests: std::sync::mpsc::SyncSender<Ask>,
-    answers: std::sync::mpsc::Receiver<(Ask, rusqlite::Result<Batch>)>,
+    answers: std::sync::mpsc::Receiver<(Ask, Result<Batch, ReadError>)>,
     /// The read under way on the helper thread.
     pending: Option<Ask>,
     /// The read to start next, when [`Reader::read_ahead`] is called.
     next: Option<Ask>,
 }
 
-/// A read of at most `limit` events after `after`, up to `upto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ask {
-    after: u64,
-    upto: u64,
-    limit: usize,
-}
-
 impl Reader {
-    /// Opens the log at `log_path` for `plugin` and starts the helper thread
-    /// (it ends when the reader is dropped).
-    pub(super) fn open(log_path: &std::path::Path, plugin: &ProjectionPlugin) -> Result<Reader, String> {
-        let open = || db::open_ro(log_path).map_err(|e| format!("cannot open the event log: {e}"));
-        let (log, helper_log) = (open()?, open()?);
+    /// Opens `log` for `plugin` and starts the helper thread (it ends when
+    /// the reader is dropped).
+    pub(super) fn open(log: &EventLog, plugin: &ProjectionPlugin) -> Result<Reader, String> {
+        let open = || log.batch_source().map_err(|e| format!("cannot open the event log: {e}"));
+        let (source, mut helper) = (open()?, open()?);
         let types = (!plugin.description.event_types.is_empty())
             .then(|| plugin.description.event_types.iter().cloned().collect::<Arc<[String]>>());
         let helper_types = types.clone();
@@ -658,21 +689,21 @@ impl Reader {
             .name(format!("refract-read-{}", plugin.description.name))
             .spawn(move || {
                 while let Ok(ask) = asked.recv() {
-                    let events = read_batch(&helper_log, ask, helper_types.as_deref());
+                    let events = helper.read(ask, helper_types.as_deref());
                     if answer.send((ask, events)).is_err() {
                         return;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the log reader: {e}"))?;
-        Ok(Reader { log, types, requests, answers, pending: None, next: None })
+        Ok(Reader { source, types, requests, answers, pending: None, next: None })
     }
 
     /// At most `limit` events after `after` up to `upto`, of the
     /// projection's types — taken from the read under way when it matches.
     /// When they fill the batch, the batch after them is the one that
     /// [`Reader::read_ahead`] starts reading.
-    pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> rusqlite::Result<Batch> {
+    pub(super) fn read(&mut self, after: u64, upto: u64, limit: usize) -> Result<Batch, ReadError> {
         let wanted = Ask { after, upto, limit };
         self.next = None;
         let mut events = None;
@@ -682,13 +713,18 @@ impl Reader {
             // A full batch is the same whatever the head; a short one only
             // if the head has not moved since.
             let full = result.as_ref().is_ok_and(|e| e.len() == limit);
-            if got == ask && ask.after == after && ask.limit == limit && (full || ask.upto == upto) {
+            if got == ask
+                && ask.after == after
+                && ask.limit == limit
+                && (full || ask.upto == upto)
+                && result.is_ok()
+            {
                 events = Some(result?);
             }
         }
         let events = match events {
             Some(e) => e,
-            None => read_batch(&self.log, wanted, self.types.as_deref())?,
+            None => self.source.read(wanted, self.types.as_deref())?,
         };
         if events.len() == limit
             && let Some(last) = events.last_position()
@@ -712,40 +748,9 @@ impl Reader {
     }
 
     /// The event at `position`, whatever its type.
-    fn event_at(&self, position: u64) -> rusqlite::Result<Batch> {
-        read_batch(&self.log, Ask { after: position - 1, upto: position, limit: 1 }, None)
+    fn event_at(&mut self, position: u64) -> Result<Batch, ReadError> {
+        self.source.read(Ask { after: position - 1, upto: position, limit: 1 }, None)
     }
-}
-
-/// At most `ask.limit` events after `ask.after` up to `ask.upto`, of
-/// `types` if given. The types are matched here rather than in SQL: a
-/// projection has a handful, and comparing them costs less than SQLite's
-/// lookup of each row's type in a table made from the list.
-fn read_batch(log: &Connection, ask: Ask, types: Option<&[String]>) -> rusqlite::Result<Batch> {
-    let Ask { after, upto, limit } = ask;
-    let mut stmt = log.prepare_cached(range_sql::RANGE_AFTER)?;
-    let mut rows = stmt.query(params![after, upto])?;
-    // Rows are packed as they are read: their strings are borrowed from
-    // SQLite and copied once, into the batch.
-    let mut batch = Batch::with_capacity(limit.min(4096), 0);
-    while batch.len() < limit
-        && let Some(r) = rows.next()?
-    {
-        let event_type = r.get_ref(3)?.as_str()?;
-        if types.is_some_and(|t| !t.iter().any(|t| t == event_type)) {
-            continue;
-        }
-        batch.push(EventRef {
-            position: r.get(0)?,
-            stream_id: r.get_ref(1)?.as_str()?,
-            stream_version: r.get(2)?,
-            event_type,
-            data: r.get_ref(4)?.as_str()?,
-            metadata: r.get_ref(5)?.as_str()?,
-            recorded_at: r.get(6)?,
-        });
-    }
-    Ok(batch)
 }
 
 #[cfg(test)]

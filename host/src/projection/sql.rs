@@ -9,6 +9,8 @@ pub const HAS_META: &str =
 pub const READ_META: &str =
     "SELECT plugin_hash, position, migrations_applied, paused FROM refract_meta WHERE id = 1";
 
+pub const READ_IDENTITY: &str = "SELECT plugin_name, plugin_hash, position FROM refract_meta WHERE id = 1";
+
 pub const READ_POSITION: &str = "SELECT position FROM refract_meta WHERE id = 1";
 
 pub const INIT_META: &str = "INSERT INTO refract_meta

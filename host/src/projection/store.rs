@@ -100,6 +100,25 @@ fn run_migrations(s: &SqlSession, migrations: &[String], applied: usize) -> Resu
     Ok(())
 }
 
+/// What a read model's bookkeeping says about it.
+#[derive(Debug, Clone)]
+pub struct MetaInfo {
+    /// The projection it is a read model of.
+    pub name: String,
+    /// SHA-256 of the plugin that built it.
+    pub hash: String,
+    /// Its checkpoint.
+    pub position: u64,
+}
+
+/// The bookkeeping of the read model at `path`.
+pub fn read_meta(path: &Path) -> rusqlite::Result<MetaInfo> {
+    let conn = db::open_ro(path)?;
+    conn.query_row(sql::READ_IDENTITY, [], |r| {
+        Ok(MetaInfo { name: r.get(0)?, hash: r.get(1)?, position: r.get(2)? })
+    })
+}
+
 /// The hash of the plugin that built the database at `path`, if any.
 pub fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
     let conn = db::open_ro(path)?;

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{runner, sql, store};
 use crate::db;
+use crate::log::EventLog;
 use crate::plugin::ProjectionPlugin;
 
 /// Differing rows shown per table.
@@ -60,12 +61,12 @@ pub struct TableReport {
 /// Row hashes of one table, with how often each occurs.
 type Rows = BTreeMap<[u8; 32], u64>;
 
-/// Rebuilds `plugin` from the log at `log_path` into a scratch file in
+/// Rebuilds `plugin` from `log` into a scratch file in
 /// `scratch_dir` and compares the result with the database at `live`.
 pub fn verify(
     plugin: &ProjectionPlugin,
     live: &Path,
-    log_path: &Path,
+    log: &EventLog,
     scratch_dir: &Path,
     batch_size: usize,
 ) -> Result<Report, String> {
@@ -88,7 +89,7 @@ pub fn verify(
     // projection may run at once.
     let scratch = super::layout::new_file(scratch_dir, &name)
         .map_err(|e| format!("cannot create a scratch database in {}: {e}", scratch_dir.display()))?;
-    let rebuilt = rebuild(plugin, &scratch, log_path, position, &dead, batch_size).and_then(|conn| {
+    let rebuilt = rebuild(plugin, &scratch, log, position, &dead, batch_size).and_then(|conn| {
         let tables = hash_tables(&conn).map_err(|e| format!("cannot read the rebuild: {e}"))?;
         Ok((conn, tables))
     });
@@ -111,13 +112,13 @@ pub fn verify(
 fn rebuild(
     plugin: &ProjectionPlugin,
     path: &Path,
-    log_path: &Path,
+    log: &EventLog,
     upto: u64,
     skip: &BTreeSet<u64>,
     batch_size: usize,
 ) -> Result<Connection, String> {
     let (session, _) = store::open(path, plugin)?;
-    let mut reader = runner::Reader::open(log_path, plugin)?;
+    let mut reader = runner::Reader::open(log, plugin)?;
     let mut inst = plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
     let mut after = 0;
     while after < upto {

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::{ORDER_SUMMARY, Server};
 
-#[test]
 fn bad_appends_are_rejected_and_write_nothing() {
     let server = Server::start_with(&[], |cfg| cfg.http.max_body_bytes = 64 * 1024);
     let c = server.client();
@@ -103,7 +102,6 @@ fn bad_appends_are_rejected_and_write_nothing() {
     assert_eq!(body["head"], 1);
 }
 
-#[test]
 fn bad_reads_get_clear_errors() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -315,7 +313,6 @@ fn raw(base: &str, method: &str, path: &str, headers: &[(&str, String)], body: &
 /// 4xx).
 type Case = (&'static str, &'static str, String, Vec<(&'static str, String)>, Vec<u8>, u16);
 
-#[test]
 fn every_route_answers_bad_input_with_a_json_4xx_and_writes_nothing() {
     let server = Server::start_with(&[ORDER_SUMMARY, crate::support::ORDERS], |cfg| {
         cfg.http.max_body_bytes = 64 * 1024;
@@ -600,3 +597,9 @@ mod properties {
             .unwrap();
     }
 }
+
+crate::on_both_logs!(
+    bad_appends_are_rejected_and_write_nothing,
+    bad_reads_get_clear_errors,
+    every_route_answers_bad_input_with_a_json_4xx_and_writes_nothing,
+);

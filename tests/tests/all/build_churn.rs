@@ -140,7 +140,6 @@ fn back_to_back_rebuilds_never_share_a_file_or_crash_the_server() {
     settle(&c, &server.data_dir());
 }
 
-#[test]
 fn rebuilds_verifies_and_reloads_under_readers_and_appenders_answer_no_5xx() {
     let server = Server::start(&[ORDER_SUMMARY, CUSTOMER_STATS]);
     let c = server.client();
@@ -304,3 +303,5 @@ fn files_of_abandoned_builds_are_removed_at_start() {
     let (_, row) = c.get("/projections/order-summary/tables/order_summaries/order-1");
     assert_eq!(row["row"]["status"], "paid", "the serving build was kept");
 }
+
+crate::on_both_logs!(rebuilds_verifies_and_reloads_under_readers_and_appenders_answer_no_5xx,);

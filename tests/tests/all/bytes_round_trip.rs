@@ -56,7 +56,6 @@ fn deep() -> String {
     format!("{}{}{}", r#"{"d":"#.repeat(depth - 1), "[1.0e0]", "}".repeat(depth - 1))
 }
 
-#[test]
 fn data_and_metadata_read_back_as_the_bytes_appended() {
     let server = Server::start(&[TALLY]);
     let base = &server.base;
@@ -97,7 +96,6 @@ fn data_and_metadata_read_back_as_the_bytes_appended() {
     assert_eq!(echoed, sent);
 }
 
-#[test]
 fn metadata_null_or_left_out_reads_back_as_an_empty_object() {
     let server = Server::start(&[]);
     let base = &server.base;
@@ -117,7 +115,6 @@ fn metadata_null_or_left_out_reads_back_as_an_empty_object() {
     assert_eq!(serde_json::from_str::<Page>(&text).unwrap().events.len(), 2);
 }
 
-#[test]
 fn a_commands_metadata_reaches_its_events_as_sent() {
     let server = Server::start(&[ORDERS]);
     let base = &server.base;
@@ -137,7 +134,6 @@ fn a_commands_metadata_reaches_its_events_as_sent() {
     }
 }
 
-#[test]
 fn a_rust_projection_totals_prices_of_seventeen_digits_exactly() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -170,3 +166,10 @@ fn a_rust_projection_totals_prices_of_seventeen_digits_exactly() {
     assert_eq!(row["row"]["total"].as_f64(), Some(expected), "{row}");
     assert_eq!(row["row"]["item_count"], json!(1 + 2 + 3 + 4 + 5 + 3));
 }
+
+crate::on_both_logs!(
+    data_and_metadata_read_back_as_the_bytes_appended,
+    metadata_null_or_left_out_reads_back_as_an_empty_object,
+    a_commands_metadata_reaches_its_events_as_sent,
+    a_rust_projection_totals_prices_of_seventeen_digits_exactly,
+);

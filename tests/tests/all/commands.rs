@@ -12,7 +12,6 @@ fn item(q: i64) -> Value {
     json!({ "product_id": "p-1", "quantity": q, "price": 2.5 })
 }
 
-#[test]
 fn an_order_lifecycle_by_commands_reads_back_from_the_summary() {
     let server = Server::start(&[ORDERS, ORDER_SUMMARY]);
     let c = server.client();
@@ -62,7 +61,6 @@ fn an_order_lifecycle_by_commands_reads_back_from_the_summary() {
     assert_eq!(meta["user"], "u1");
 }
 
-#[test]
 fn rejections_and_bad_commands_get_their_status_and_code_and_append_nothing() {
     let server = Server::start(&[ORDERS]);
     let c = server.client();
@@ -112,7 +110,6 @@ fn rejections_and_bad_commands_get_their_status_and_code_and_append_nothing() {
     assert_eq!(before["head"], after["head"], "rejected commands appended nothing");
 }
 
-#[test]
 fn sixteen_concurrent_commands_on_one_order_all_succeed_through_retries() {
     let server = Server::start(&[ORDERS, ORDER_SUMMARY]);
     let c = server.client();
@@ -142,7 +139,6 @@ fn sixteen_concurrent_commands_on_one_order_all_succeed_through_retries() {
     assert_eq!(body["row"]["item_count"], 16);
 }
 
-#[test]
 fn a_replayed_idempotency_key_returns_the_original_outcome_once() {
     let server = Server::start(&[ORDERS]);
     let c = server.client();
@@ -174,7 +170,6 @@ fn a_replayed_idempotency_key_returns_the_original_outcome_once() {
     assert_eq!((status, body["duplicate"].as_bool()), (200, Some(false)));
 }
 
-#[test]
 fn a_command_never_finds_what_an_earlier_command_left_in_memory() {
     // Each command leaves its data in a static and a 2 MiB heap buffer and
     // reports what the previous one left; instance slots are reused, so
@@ -189,7 +184,6 @@ fn a_command_never_finds_what_an_earlier_command_left_in_memory() {
     }
 }
 
-#[test]
 fn a_handler_that_traps_loops_or_returns_garbage_appends_nothing() {
     let server = Server::start_with(&[BAD_HANDLER, ORDERS], |cfg| {
         cfg.sandbox.call_timeout = Duration::from_millis(300);
@@ -222,3 +216,12 @@ fn a_handler_that_traps_loops_or_returns_garbage_appends_nothing() {
     assert_eq!(stream["events"].as_array().unwrap().len(), 2, "{stream}");
     assert_eq!(stream["events"][1]["stream_version"], 5000);
 }
+
+crate::on_both_logs!(
+    an_order_lifecycle_by_commands_reads_back_from_the_summary,
+    rejections_and_bad_commands_get_their_status_and_code_and_append_nothing,
+    sixteen_concurrent_commands_on_one_order_all_succeed_through_retries,
+    a_replayed_idempotency_key_returns_the_original_outcome_once,
+    a_command_never_finds_what_an_earlier_command_left_in_memory,
+    a_handler_that_traps_loops_or_returns_garbage_appends_nothing,
+);

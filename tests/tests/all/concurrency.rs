@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::support::Server;
 
-#[test]
 fn thirty_two_writers_with_the_same_expected_version_one_wins() {
     let server = Server::start(&[]);
     let c = server.client();
@@ -40,7 +39,6 @@ fn thirty_two_writers_with_the_same_expected_version_one_wins() {
     assert!(m["refract_log_commits_total"] < 33.0, "one commit per append: {text}");
 }
 
-#[test]
 fn positions_stay_gapless_across_many_concurrent_streams() {
     let server = Server::start(&[]);
     let c = server.client();
@@ -87,3 +85,8 @@ fn positions_stay_gapless_across_many_concurrent_streams() {
         assert_eq!(e["stream_version"], *v, "stream versions are gapless");
     }
 }
+
+crate::on_both_logs!(
+    thirty_two_writers_with_the_same_expected_version_one_wins,
+    positions_stay_gapless_across_many_concurrent_streams,
+);

@@ -31,7 +31,7 @@ pub fn spawn_with(data: &Path, plugins: &Path, batch_size: u32, sync: &str) -> C
 }
 
 /// Like [`spawn_with`], with more arguments for `serve`.
-fn spawn_args(data: &Path, plugins: &Path, batch_size: u32, sync: &str, more: &[&str]) -> Child9 {
+pub fn spawn_args(data: &Path, plugins: &Path, batch_size: u32, sync: &str, more: &[&str]) -> Child9 {
     let port = free_port();
     let child = Command::new(BIN)
         .args(["serve", "--sync", sync, "--listen", &format!("127.0.0.1:{port}")])

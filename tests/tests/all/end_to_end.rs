@@ -7,7 +7,6 @@ use serde_json::json;
 
 use crate::support::{CUSTOMER_STATS, ORDER_SUMMARY, Server, order_events};
 
-#[test]
 fn append_then_read_order_summaries_by_key_filter_and_sql() {
     let server = Server::start(&[ORDER_SUMMARY, CUSTOMER_STATS]);
     let c = server.client();
@@ -96,7 +95,6 @@ fn append_then_read_order_summaries_by_key_filter_and_sql() {
     }
 }
 
-#[test]
 fn streams_and_the_global_log_read_back_in_order() {
     let server = Server::start(&[]);
     let c = server.client();
@@ -128,7 +126,6 @@ fn streams_and_the_global_log_read_back_in_order() {
     assert_eq!((status, body["head"].as_u64()), (200, Some(4)));
 }
 
-#[test]
 fn restart_resumes_from_the_checkpoint_without_reapplying() {
     let server = Server::start(&[ORDER_SUMMARY, CUSTOMER_STATS]);
     let c = server.client();
@@ -150,7 +147,6 @@ fn restart_resumes_from_the_checkpoint_without_reapplying() {
     assert_eq!(body["row"]["orders"], 21);
 }
 
-#[test]
 fn a_changed_plugin_rebuilds_its_read_model_from_position_one() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -174,3 +170,10 @@ fn a_changed_plugin_rebuilds_its_read_model_from_position_one() {
     assert_eq!(after["events_applied"], 12, "rebuilt from position 1: {after}");
     assert_eq!(c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id"), rows);
 }
+
+crate::on_both_logs!(
+    append_then_read_order_summaries_by_key_filter_and_sql,
+    streams_and_the_global_log_read_back_in_order,
+    restart_resumes_from_the_checkpoint_without_reapplying,
+    a_changed_plugin_rebuilds_its_read_model_from_position_one,
+);

@@ -19,7 +19,6 @@ fn append_poison(c: &crate::support::Client) -> (u64, u64) {
     (poison["last_position"].as_u64().unwrap(), last["last_position"].as_u64().unwrap())
 }
 
-#[test]
 fn a_poison_event_stops_only_its_projection_until_skipped() {
     let server = Server::start_with(&[ORDER_SUMMARY, CUSTOMER_STATS], |cfg| cfg.runner.max_attempts = 2);
     let c = server.client();
@@ -44,7 +43,6 @@ fn a_poison_event_stops_only_its_projection_until_skipped() {
     assert_eq!(status, 409);
 }
 
-#[test]
 fn with_the_dead_letter_policy_it_never_stops_and_a_fixed_version_redrives() {
     let server = Server::start_with(&[ORDER_SUMMARY], |cfg| {
         cfg.runner.max_attempts = 2;
@@ -74,7 +72,6 @@ fn with_the_dead_letter_policy_it_never_stops_and_a_fixed_version_redrives() {
     assert_eq!(row["row"]["status"], "shipped");
 }
 
-#[test]
 fn a_poison_event_inside_a_catch_up_transaction_costs_only_itself() {
     // A backlog worked through in batches of 2, many to a transaction: the
     // batch with the poison event fails inside a transaction holding the
@@ -124,7 +121,6 @@ fn a_poison_event_inside_a_catch_up_transaction_costs_only_itself() {
     assert!(commits < batches, "{commits} commits for {batches} batches");
 }
 
-#[test]
 fn pause_survives_a_restart_and_resume_continues_from_the_checkpoint() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -152,7 +148,6 @@ fn pause_survives_a_restart_and_resume_continues_from_the_checkpoint() {
     assert_eq!(c.query("order-summary", "SELECT count(*) FROM order_summaries"), vec![json!([3])]);
 }
 
-#[test]
 fn a_manual_rebuild_is_blue_green_and_yields_the_same_rows() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -170,7 +165,6 @@ fn a_manual_rebuild_is_blue_green_and_yields_the_same_rows() {
     assert_eq!(status, 404);
 }
 
-#[test]
 fn metrics_are_prometheus_text_and_lag_falls_to_zero() {
     let server = Server::start(&[ORDER_SUMMARY]);
     let c = server.client();
@@ -236,7 +230,6 @@ fn verify_cli(server: &Server, name: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
 fn verify_finds_a_tampered_row_and_passes_a_healthy_read_model() {
     let server = Server::start_with(&[ORDER_SUMMARY, CUSTOMER_STATS], |cfg| {
         cfg.runner.max_attempts = 1;
@@ -282,3 +275,13 @@ fn verify_finds_a_tampered_row_and_passes_a_healthy_read_model() {
     let scratch = server.data_dir().join("projections/.verify");
     assert_eq!(std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0), 0);
 }
+
+crate::on_both_logs!(
+    a_poison_event_stops_only_its_projection_until_skipped,
+    with_the_dead_letter_policy_it_never_stops_and_a_fixed_version_redrives,
+    a_poison_event_inside_a_catch_up_transaction_costs_only_itself,
+    pause_survives_a_restart_and_resume_continues_from_the_checkpoint,
+    a_manual_rebuild_is_blue_green_and_yields_the_same_rows,
+    metrics_are_prometheus_text_and_lag_falls_to_zero,
+    verify_finds_a_tampered_row_and_passes_a_healthy_read_model,
+);

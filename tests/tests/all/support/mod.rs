@@ -1,7 +1,12 @@
-//! A refract server for one test, and an HTTP client for it.
+//! A refract server for one test, and an HTTP client for it; the test's
+//! log in SQLite or in a PostgreSQL database of its own.
 
+pub mod postgres;
+
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use refract::{App, Config};
@@ -29,6 +34,91 @@ pub const ESCAPER: &str = env!("REFRACT_PLUGIN_ESCAPER");
 /// A projection that queues its writes (`Db::write`) and fails on purpose.
 pub const TALLY: &str = env!("REFRACT_PLUGIN_TALLY");
 
+/// Where a test's event log lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// `events.db` in the server's data directory.
+    Sqlite,
+    /// A PostgreSQL database of the test's own on the shared server.
+    Postgres,
+}
+
+thread_local! {
+    static LOG: Cell<LogKind> = const { Cell::new(LogKind::Sqlite) };
+}
+
+/// Runs `test` with every server it starts on a `log` of that kind.
+pub fn with_log(log: LogKind, test: impl FnOnce()) {
+    LOG.with(|l| l.set(log));
+    test();
+}
+
+/// The kind of log the running test's servers use.
+pub fn log_kind() -> LogKind {
+    LOG.with(Cell::get)
+}
+
+/// Runs the test function `$name` twice, on the SQLite log and on the
+/// PostgreSQL log, as the tests `$name::sqlite` and `$name::postgres`. The
+/// function starts its servers with [`Server::start`] and friends, which
+/// pick the log.
+#[macro_export]
+macro_rules! on_both_logs {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    $crate::support::with_log($crate::support::LogKind::Sqlite, super::$name)
+                }
+
+                #[test]
+                fn postgres() {
+                    $crate::support::with_log($crate::support::LogKind::Postgres, super::$name)
+                }
+            }
+        )+
+    };
+}
+
+/// A short random suffix for names that must not collide between runs.
+pub fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// A server's home: its data and plugins directory, and its PostgreSQL
+/// database when the log is there. What [`Server::stop`] hands back to
+/// start the server again on the same data.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub db: Option<Arc<postgres::TestDb>>,
+}
+
+impl Home {
+    /// A home in `dir`, with a new database if the test runs on
+    /// PostgreSQL.
+    pub fn new(dir: tempfile::TempDir) -> Home {
+        let db = (log_kind() == LogKind::Postgres).then(postgres::TestDb::create);
+        Home { dir, db }
+    }
+}
+
+impl From<tempfile::TempDir> for Home {
+    fn from(dir: tempfile::TempDir) -> Home {
+        Home::new(dir)
+    }
+}
+
+impl std::ops::Deref for Home {
+    type Target = tempfile::TempDir;
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.dir
+    }
+}
+
 /// Copies `plugins` into a fresh plugins directory under `dir`.
 pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {
     let p = dir.join("plugins");
@@ -44,6 +134,8 @@ pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {
 pub struct Server {
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// The test's PostgreSQL database, when the log is there.
+    pub db: Option<Arc<postgres::TestDb>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -61,11 +153,13 @@ impl Server {
         Self::start_in(dir, tune)
     }
 
-    /// Starts a server on the data and plugins already in `dir` (as left by
-    /// [`Server::stop`]).
-    pub fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Server {
+    /// Starts a server on the data and plugins already in `home` (as left
+    /// by [`Server::stop`], or a new directory).
+    pub fn start_in(home: impl Into<Home>, tune: impl FnOnce(&mut Config)) -> Server {
+        let Home { dir, db } = home.into();
         let mut config = Config::new(dir.path().join("data"), dir.path().join("plugins"));
         config.log.synchronous = refract::db::Synchronous::Normal;
+        config.log_url = db.as_ref().map(|d| d.url());
         config.runner.backoff = Duration::from_millis(10);
         tune(&mut config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -74,7 +168,7 @@ impl Server {
             let rt =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
-                let app = App::start(&config).expect("server starts");
+                let app = App::start(&config).await.expect("server starts");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr: SocketAddr = listener.local_addr().unwrap();
                 ready_tx.send(addr).unwrap();
@@ -88,7 +182,7 @@ impl Server {
             });
         });
         let addr = ready_rx.recv().expect("server thread reports its address");
-        Server { base: format!("http://{addr}"), dir, stop: Some(stop), thread: Some(thread) }
+        Server { base: format!("http://{addr}"), dir, db, stop: Some(stop), thread: Some(thread) }
     }
 
     /// The data directory.
@@ -116,11 +210,11 @@ impl Server {
         }
     }
 
-    /// Shuts the server down cleanly and hands back its directory.
-    pub fn stop(mut self) -> tempfile::TempDir {
+    /// Shuts the server down cleanly and hands back its home.
+    pub fn stop(mut self) -> Home {
         self.halt();
         let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        Home { dir: std::mem::replace(&mut self.dir, dir), db: self.db.take() }
     }
 }
 

@@ -72,4 +72,12 @@ pub const READ_ALL_OF_TYPES: &str =
       AND event_type IN (SELECT value FROM json_each(?4))
     ORDER BY position LIMIT ?3";
 
+/// Every event, for `refract copy-log`.
+pub const COPY_EVENTS: &str = "SELECT position, stream_id, stream_version, event_type, data, metadata, recorded_at FROM events ORDER BY position";
+
+/// Every idempotency key, for `refract copy-log`.
+pub const COPY_KEYS: &str =
+    "SELECT scope, key, command_id, stream_id, stream_version, first_position, last_position,
+    recorded_at FROM idempotency_keys ORDER BY scope, key";
+
 pub const RECORDED_AT: &str = "SELECT recorded_at FROM events WHERE position = ?1";

@@ -6,46 +6,16 @@
 //! still checked against its own expected version; a conflict fails that
 //! append only.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::sql;
-use super::types::{AppendError, Appended, ExpectedVersion, Idempotency};
+use crate::log::plan::{self, EventRow, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS, Outcome, Request};
+use crate::log::types::{AppendError, Appended};
 use crate::metrics::LogMetrics;
-
-/// An event ready to be written: validated, serialized.
-pub(super) struct PreparedEvent {
-    pub event_type: String,
-    pub data: String,
-    pub metadata: String,
-}
-
-/// One append waiting for the writer.
-pub(super) struct Request {
-    pub stream_id: String,
-    pub expected: ExpectedVersion,
-    pub events: Vec<PreparedEvent>,
-    pub idempotency: Option<Idempotency>,
-    pub reply: oneshot::Sender<Result<Outcome, AppendError>>,
-}
-
-/// What the writer did with an append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The append's positions (for a duplicate: those of the original).
-    pub appended: Appended,
-    /// `Some(original command id)` when the idempotency key had been used:
-    /// nothing was written this time.
-    pub duplicate_of: Option<String>,
-}
-
-/// Bounds of one group commit.
-pub(super) const MAX_GROUP_REQUESTS: usize = 1024;
-pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
 pub(super) fn run(
     mut conn: Connection,
@@ -88,7 +58,7 @@ pub(super) fn run(
 }
 
 /// Reads a row of [`sql::FIND_KEY`].
-pub(super) fn recorded_outcome(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outcome> {
+pub(crate) fn recorded_outcome(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outcome> {
     Ok(Outcome {
         duplicate_of: Some(r.get(0)?),
         appended: Appended { stream_version: r.get(2)?, first_position: r.get(3)?, last_position: r.get(4)? },
@@ -97,86 +67,44 @@ pub(super) fn recorded_outcome(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outcom
 
 type Outcomes = Vec<Result<Outcome, AppendError>>;
 
-/// An event of a group with its place in the log.
-struct EventRow<'a> {
-    position: u64,
-    stream_id: &'a str,
-    stream_version: u64,
-    event: &'a PreparedEvent,
-}
-
 /// Writes `group` in one transaction starting at position `next`; returns
 /// each append's outcome and the next free position. An `Err` means nothing
 /// was committed.
-fn commit(conn: &mut Connection, group: &[Request], mut next: u64) -> rusqlite::Result<(Outcomes, u64)> {
+fn commit(conn: &mut Connection, group: &[Request], next: u64) -> rusqlite::Result<(Outcomes, u64)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = crate::db::unix_ms();
-    let mut outcomes = Vec::with_capacity(group.len());
-    // The group's events, checked and numbered, written together at the
-    // end: an append's check reads what earlier appends of the group did
-    // from `touched`, never from their rows.
-    let mut rows = Vec::with_capacity(group.iter().map(|r| r.events.len()).sum());
-    {
+    let plan = {
         let mut version = tx.prepare_cached(sql::STREAM_VERSION)?;
         let mut find_key = tx.prepare_cached(sql::FIND_KEY)?;
+        plan::plan(
+            group,
+            next,
+            |stream| version.query_row([stream], |r| r.get::<_, Option<u64>>(0)),
+            |idem| find_key.query_row(params![idem.scope, idem.key], recorded_outcome).optional(),
+        )?
+    };
+    // The group's events are written together at the end: an append's
+    // check read what earlier appends of the group did from the plan,
+    // never from their rows.
+    write_rows(&tx, &plan.rows, now)?;
+    {
         let mut insert_key = tx.prepare_cached(sql::INSERT_KEY)?;
-        // Versions of streams touched earlier in this group.
-        let mut touched: HashMap<&str, Option<u64>> = HashMap::new();
-        for req in group {
-            if let Some(idem) = &req.idempotency {
-                let found = find_key.query_row(params![idem.scope, idem.key], recorded_outcome).optional()?;
-                if let Some(outcome) = found {
-                    outcomes.push(Ok(outcome));
-                    continue;
-                }
-            }
-            let current = match touched.get(req.stream_id.as_str()) {
-                Some(v) => *v,
-                None => version.query_row([&req.stream_id], |r| r.get::<_, Option<u64>>(0))?,
-            };
-            if !req.expected.admits(current) {
-                touched.insert(&req.stream_id, current);
-                outcomes.push(Err(AppendError::Conflict {
-                    stream_id: req.stream_id.clone(),
-                    expected: req.expected,
-                    actual: current,
-                }));
-                continue;
-            }
-            let base = current.unwrap_or(0);
-            let first = next;
-            for (i, event) in req.events.iter().enumerate() {
-                rows.push(EventRow {
-                    position: next,
-                    stream_id: &req.stream_id,
-                    stream_version: base + i as u64 + 1,
-                    event,
-                });
-                next += 1;
-            }
-            let stream_version = base + req.events.len() as u64;
-            if !req.events.is_empty() {
-                touched.insert(&req.stream_id, Some(stream_version));
-            }
-            let appended = Appended { stream_version, first_position: first, last_position: next - 1 };
-            if let Some(idem) = &req.idempotency {
-                insert_key.execute(params![
-                    idem.scope,
-                    idem.key,
-                    idem.command_id,
-                    req.stream_id,
-                    stream_version,
-                    first,
-                    next - 1,
-                    now
-                ])?;
-            }
-            outcomes.push(Ok(Outcome { appended, duplicate_of: None }));
+        for k in &plan.keys {
+            let (idem, a) = (k.idempotency, k.appended);
+            insert_key.execute(params![
+                idem.scope,
+                idem.key,
+                idem.command_id,
+                k.stream_id,
+                a.stream_version,
+                a.first_position,
+                a.last_position,
+                now
+            ])?;
         }
     }
-    write_rows(&tx, &rows, now)?;
     tx.commit()?;
-    Ok((outcomes, next))
+    Ok((plan.outcomes, plan.next))
 }
 
 /// Inserts `rows` in order, as many at a time as the largest of
@@ -210,6 +138,9 @@ fn write_rows(tx: &Transaction<'_>, rows: &[EventRow<'_>], now: i64) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::plan::PreparedEvent;
+    use crate::log::types::ExpectedVersion;
+    use tokio::sync::oneshot;
 
     fn events(stream: &str, n: usize) -> Vec<PreparedEvent> {
         (0..n)
