@@ -244,7 +244,7 @@ fn serve_with_ulimit(dir: &std::path::Path, limits: &str) -> (std::process::Chil
     let port = crate::support::free_port();
     let log = dir.join(format!("serve-{port}.log"));
     let script = format!(
-        r#"ulimit {limits} && exec "$0" serve --listen 127.0.0.1:{port} --data "$1" --plugins "$2" > "$3""#
+        r#"ulimit {limits} && exec "$0" serve --listen 127.0.0.1:{port} --data "$1" --plugins "$2" > "$3" 2>&1"#
     );
     let child = std::process::Command::new("sh")
         .args(["-c", &script, crate::support::BIN])

@@ -74,8 +74,9 @@ fn with_a_token_the_document_says_which_operations_need_it() {
     let doc = document(&server.client());
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     for (path, method, op) in operations(&doc) {
-        let writes =
-            method == "post" && path != "/projections/{name}/query" || path.ends_with("/dead-letters");
+        let writes = method == "post" && path != "/projections/{name}/query"
+            || path.ends_with("/dead-letters")
+            || path.ends_with("/snapshot");
         assert_eq!(op.get("security").is_some(), writes, "{method} {path}");
         assert_eq!(op["responses"].get("401").is_some(), writes, "{method} {path}");
     }
