@@ -263,3 +263,40 @@ fn copy_log_moves_an_sqlite_log_into_postgres_as_it_is() {
     let missing = copy(std::path::Path::new("/nonexistent"));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no event log at"), "{missing:?}");
 }
+
+#[test]
+fn a_projection_replays_a_long_postgres_log_across_streamed_queries() {
+    // More events than one streamed query reads (50 000), some of types the
+    // projection does not want, so its reads continue across queries and
+    // across filtered positions.
+    let db = TestDb::create();
+    let server = nodes(&db, 1, &[ORDER_SUMMARY]).pop().unwrap();
+    let c = server.client();
+    c.post("/projections/order-summary/pause", &json!({}));
+    let mut head = 0;
+    for o in 0..120 {
+        let mut events = vec![
+            json!({ "type": "OrderPlaced", "data": { "customer": format!("c{}", o % 5), "items": [] } }),
+        ];
+        for i in 0..499 {
+            let (ty, data) = if i % 10 == 9 {
+                ("Noise", json!({ "i": i }))
+            } else {
+                ("ItemAdded", json!({ "product_id": "p", "quantity": 1, "price": 0.5 }))
+            };
+            events.push(json!({ "type": ty, "data": data }));
+        }
+        let (status, r) = c.post(&format!("/streams/order-{o}/events"), &json!({ "events": events }));
+        assert_eq!(status, 201, "{r}");
+        head = r["last_position"].as_u64().unwrap();
+    }
+    assert_eq!(head, 60_000);
+    c.post("/projections/order-summary/resume", &json!({}));
+    c.wait_projection("order-summary", WAIT, |s| s["position"] == head && s["status"] == "live");
+    let totals =
+        c.query("order-summary", "SELECT count(*), sum(item_count), sum(total) FROM order_summaries");
+    assert_eq!(totals, vec![json!([120, 120 * 450, 120.0 * 450.0 * 0.5])]);
+    let (status, report) = c.post("/projections/order-summary/verify", &json!({}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["consistent"], true, "{report}");
+}

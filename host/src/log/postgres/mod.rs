@@ -278,6 +278,7 @@ impl PostgresLog {
             pool: self.pool.clone(),
             handle: self.handle.clone(),
             timeout: self.options.timeout,
+            stream: None,
         })
     }
 
@@ -521,52 +522,184 @@ async fn answer(pool: &Pool, read: Read) -> Result<ReadAnswer, ReadError> {
     })
 }
 
-/// Batches read on the pool, from a thread outside the async runtime.
+/// Batches read from a thread outside the async runtime, for a reader that
+/// follows the log (a projection's runner, `verify`).
+///
+/// A replay asks for batch after batch, each continuing where the last
+/// ended. The source answers them from one query per [`STREAM_ROWS`]
+/// events, streamed: PostgreSQL sends rows while the batches before them
+/// are being applied, instead of one round trip per batch.
 struct Source {
     pool: Pool,
     handle: Handle,
     timeout: Duration,
+    /// The query under way and what it continues.
+    stream: Option<Stream>,
+}
+
+struct Stream {
+    /// Holds the connection while the query streams.
+    _client: deadpool_postgres::Object,
+    rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
+    /// The position of the last row handed out (or the query's start).
+    after: u64,
+    types: Option<Vec<String>>,
+    /// A row read past an ask's `upto`, for the next ask.
+    pending: Option<Row>,
+    /// Rows the query may still send (it has a `LIMIT`).
+    left: usize,
+    /// The query has sent all it will.
+    ended: bool,
+}
+
+/// Rows one streamed query reads at most; a query abandoned early (an ask
+/// that does not continue it) leaves at most this many unread.
+const STREAM_ROWS: usize = 50_000;
+
+impl Source {
+    fn block_on<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ReadError>>,
+    ) -> Result<T, ReadError> {
+        let timeout = self.timeout;
+        self.handle.block_on(async move {
+            tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| {
+                Err(ReadError::Unavailable(unavailable(&format_args!("no answer within {timeout:?}"))))
+            })
+        })
+    }
+
+    /// Starts a query of at most `rows` rows after `after` (of `types`).
+    fn query(&mut self, after: u64, types: Option<&[String]>, wanted: usize) -> Result<(), ReadError> {
+        self.stream = None;
+        let pool = &self.pool;
+        let types_owned = types.map(<[String]>::to_vec);
+        let (client, rows) = self.block_on(async {
+            let client = pool.get().await.map_err(read_error)?;
+            let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
+            let rows = match &types_owned {
+                None => {
+                    let stmt = client.prepare_cached(&sql::stream_after()).await.map_err(read_error)?;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&int(after), &limit];
+                    client.query_raw(&stmt, params).await
+                }
+                Some(t) => {
+                    let stmt =
+                        client.prepare_cached(&sql::stream_after_of_types()).await.map_err(read_error)?;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&int(after), &limit, t];
+                    client.query_raw(&stmt, params).await
+                }
+            }
+            .map_err(read_error)?;
+            Ok((client, rows))
+        })?;
+        self.stream = Some(Stream {
+            _client: client,
+            rows: Box::pin(rows),
+            after,
+            types: types_owned,
+            pending: None,
+            left: wanted,
+            ended: false,
+        });
+        Ok(())
+    }
+
+    /// Moves rows of the query under way into `out`, up to `limit` in all,
+    /// stopping before the first past `upto` (kept for the next ask).
+    /// Returns whether the query has sent all it will.
+    fn fill(&mut self, out: &mut Vec<Row>, upto: u64, limit: usize) -> Result<bool, ReadError> {
+        use futures_util::StreamExt;
+        let Some(s) = self.stream.as_mut() else { return Ok(true) };
+        let timeout = self.timeout;
+        let pulled = self.handle.block_on(async move {
+            tokio::time::timeout(timeout, async {
+                while out.len() < limit {
+                    let row = match s.pending.take() {
+                        Some(r) => r,
+                        None if s.ended => return Ok(true),
+                        None => match s.rows.next().await {
+                            Some(Ok(r)) => {
+                                s.left = s.left.saturating_sub(1);
+                                r
+                            }
+                            Some(Err(e)) => return Err(read_error(e)),
+                            None => {
+                                s.ended = true;
+                                return Ok(true);
+                            }
+                        },
+                    };
+                    let position = row.get::<_, i64>(0) as u64;
+                    if position > upto {
+                        s.pending = Some(row);
+                        return Ok(false);
+                    }
+                    s.after = position;
+                    out.push(row);
+                }
+                Ok(false)
+            })
+            .await
+        });
+        match pulled {
+            Ok(Ok(ended)) => Ok(ended),
+            Ok(Err(e)) => {
+                self.stream = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.stream = None;
+                Err(ReadError::Unavailable(unavailable(&format_args!("no answer within {timeout:?}"))))
+            }
+        }
+    }
 }
 
 impl BatchSource for Source {
     fn read(&mut self, ask: Ask, types: Option<&[String]>) -> Result<Batch, ReadError> {
         let Ask { after, upto, limit } = ask;
-        let pool = &self.pool;
-        let read = async {
-            let client = pool.get().await.map_err(read_error)?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = match types {
-                None => {
-                    let stmt = client.prepare_cached(&sql::read_batch()).await.map_err(read_error)?;
-                    client.query(&stmt, &[&int(after), &int(upto), &limit]).await
-                }
-                Some(t) => {
-                    let stmt =
-                        client.prepare_cached(&sql::read_batch_of_types()).await.map_err(read_error)?;
-                    client.query(&stmt, &[&int(after), &int(upto), &limit, &t]).await
-                }
+        let continues = self.stream.as_ref().is_some_and(|s| s.after == after && s.types.as_deref() == types);
+        // Whether the query under way started for this ask: one that ends
+        // short then has sent everything there is.
+        let mut fresh = false;
+        if !continues {
+            // One batch's worth: an ask that does not continue the last is
+            // often the only one (a live projection, a mismatch); one that
+            // is continued gets the long query.
+            self.query(after, types, limit.saturating_add(1))?;
+            fresh = true;
+        }
+        let mut rows: Vec<Row> = Vec::with_capacity(limit.min(4096));
+        loop {
+            let ended = self.fill(&mut rows, upto, limit)?;
+            let stopped_at_upto = self.stream.as_ref().is_some_and(|s| s.pending.is_some());
+            if rows.len() >= limit || stopped_at_upto || !ended {
+                break;
             }
-            .map_err(read_error)?;
-            let text: usize = rows.iter().map(|r| r.get::<_, &str>(4).len()).sum();
-            let mut batch = Batch::with_capacity(rows.len(), text);
-            for r in &rows {
-                batch.push(EventRef {
-                    position: r.get::<_, i64>(0) as u64,
-                    stream_id: r.get(1),
-                    stream_version: r.get::<_, i64>(2) as u64,
-                    event_type: r.get(3),
-                    data: r.get(4),
-                    metadata: r.get(5),
-                    recorded_at: r.get(6),
-                });
+            // The query sent all it will: it hit its LIMIT, or it started
+            // before events that committed since. Ask again from here,
+            // unless it started for this very ask and ended short.
+            let (left, last) = self.stream.as_ref().map_or((0, after), |s| (s.left, s.after));
+            if left > 0 && fresh {
+                break;
             }
-            Ok(batch)
-        };
-        let timeout = self.timeout;
-        self.handle.block_on(async move {
-            tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
-                Err(ReadError::Unavailable(unavailable(&format_args!("no answer within {timeout:?}"))))
-            })
-        })
+            self.query(last, types, STREAM_ROWS)?;
+            fresh = true;
+        }
+        let text: usize = rows.iter().map(|r| r.get::<_, &str>(4).len()).sum();
+        let mut batch = Batch::with_capacity(rows.len(), text);
+        for r in &rows {
+            batch.push(EventRef {
+                position: r.get::<_, i64>(0) as u64,
+                stream_id: r.get(1),
+                stream_version: r.get::<_, i64>(2) as u64,
+                event_type: r.get(3),
+                data: r.get(4),
+                metadata: r.get(5),
+                recorded_at: r.get(6),
+            });
+        }
+        Ok(batch)
     }
 }

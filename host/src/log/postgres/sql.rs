@@ -73,19 +73,16 @@ pub fn read_range() -> String {
     format!("SELECT {COLUMNS} FROM refract.events WHERE position >= $1 AND position <= $2 ORDER BY position")
 }
 
-/// A batch for a reader that follows the log: after `$1`, up to `$2`, at
-/// most `$3`.
-pub fn read_batch() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM refract.events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
-    )
+/// The events after `$1`, at most `$2`, streamed to a reader that follows
+/// the log.
+pub fn stream_after() -> String {
+    format!("SELECT {COLUMNS} FROM refract.events WHERE position > $1 ORDER BY position LIMIT $2")
 }
 
-/// [`read_batch`] of the types in `$4`.
-pub fn read_batch_of_types() -> String {
+/// [`stream_after`] of the types in `$3`.
+pub fn stream_after_of_types() -> String {
     format!(
-        "SELECT {COLUMNS} FROM refract.events WHERE position > $1 AND position <= $2 AND event_type = ANY($4::text[])
-         ORDER BY position LIMIT $3"
+        "SELECT {COLUMNS} FROM refract.events WHERE position > $1 AND event_type = ANY($3::text[]) ORDER BY position LIMIT $2"
     )
 }
 
