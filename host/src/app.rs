@@ -10,11 +10,14 @@ use tokio::net::TcpListener;
 
 use crate::command::Handlers;
 use crate::http::{self, HttpOptions};
+use crate::inbox::{Ingest, IngestOptions};
 use crate::log::{EventLog, LogLocation, LogOptions};
 use crate::metrics::Metrics;
+use crate::outbox::{PublishOptions, Publisher};
 use crate::plugin::{PluginEngine, SandboxLimits};
 use crate::projection::{ErrorPolicy, ProjectionOptions, Projections, RunnerOptions};
 use crate::reload::{self, InvalidPlugin, PluginFiles};
+use crate::subscribe::{SubscribeOptions, Subscriptions};
 
 /// Everything configurable about a refract host.
 #[derive(Debug, Clone)]
@@ -41,6 +44,12 @@ pub struct Config {
     pub runner: RunnerOptions,
     /// HTTP limits.
     pub http: HttpOptions,
+    /// Subscriptions (`GET /subscribe`).
+    pub subscribe: SubscribeOptions,
+    /// Publish the log to NATS JetStream (the outbox).
+    pub publish: Option<PublishOptions>,
+    /// Take messages of NATS JetStream streams in (the inbox).
+    pub ingests: Vec<IngestOptions>,
     /// Watch the plugins directory and hot-reload changes.
     pub watch: bool,
     /// Error policy of projections not named in `policies`.
@@ -66,6 +75,9 @@ impl Config {
             sandbox: SandboxLimits::default(),
             runner: RunnerOptions::default(),
             http: HttpOptions::default(),
+            subscribe: SubscribeOptions::default(),
+            publish: None,
+            ingests: Vec::new(),
             watch: true,
             default_policy: ErrorPolicy::Pause,
             policies: BTreeMap::new(),
@@ -92,6 +104,15 @@ pub struct App {
     pub engine: PluginEngine,
     /// Every metric.
     pub metrics: Metrics,
+    /// Live subscriptions to the log.
+    pub subscriptions: Arc<Subscriptions>,
+    /// The outbox's publisher, if the log is published.
+    pub publisher: Option<Arc<Publisher>>,
+    /// The inbox's ingests.
+    pub ingests: Mutex<Vec<Arc<Ingest>>>,
+    /// This node's identity among the nodes of a shared log (a lease's
+    /// holder), new at each start.
+    pub node_id: String,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
 }
 
@@ -142,6 +163,12 @@ impl App {
                 .install_snapshot(name, file)
                 .with_context(|| format!("while installing the snapshot {} of {name}", file.display()))?;
         }
+        let subscriptions = Subscriptions::start(log.clone(), config.subscribe);
+        let node_id = uuid::Uuid::new_v4().to_string();
+        let publisher = config
+            .publish
+            .clone()
+            .map(|p| Publisher::start(log.clone(), p, node_id.clone(), metrics.clone()));
         let app = Arc::new(App {
             log,
             projections,
@@ -150,6 +177,10 @@ impl App {
             http: config.http.clone(),
             engine,
             metrics,
+            subscriptions,
+            publisher,
+            ingests: Mutex::new(Vec::new()),
+            node_id,
             watcher: Mutex::new(None),
         });
         let dir = &config.plugins_dir;
@@ -157,6 +188,12 @@ impl App {
             .with_context(|| format!("while creating the plugins directory {}", dir.display()))?;
         reload::load_dir(&app, dir)
             .with_context(|| format!("while reading the plugins directory {}", dir.display()))?;
+        for options in &config.ingests {
+            let ingest =
+                Ingest::start(options.clone(), Arc::downgrade(&app), &config.data_dir.join("inbox.db"))
+                    .map_err(|e| anyhow::anyhow!("ingest {}: {e}", options.name))?;
+            app.ingests.lock().unwrap_or_else(|p| p.into_inner()).push(ingest);
+        }
         if config.watch {
             match reload::watch(app.clone(), dir.clone()) {
                 Ok(w) => *app.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(w),

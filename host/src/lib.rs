@@ -15,10 +15,13 @@ pub mod command;
 pub mod db;
 pub mod dev;
 pub mod http;
+pub mod inbox;
 pub mod log;
 pub mod metrics;
+pub mod outbox;
 pub mod plugin;
 pub mod projection;
 pub mod reload;
+pub mod subscribe;
 
 pub use app::{App, Config};

@@ -157,6 +157,35 @@ struct ServeArgs {
     /// poolers that drop notifications); readers follow by polling alone.
     #[arg(long)]
     no_log_notify: bool,
+    /// Subscribers of `GET /subscribe` at once; one more is answered 503.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_subscribers: u32,
+    /// Events a subscriber may leave unread before it is sent
+    /// `fell-behind` and let go.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    subscriber_buffer: u32,
+    /// Seconds between the heartbeats (`: head N`) sent to subscribers.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    sse_heartbeat_secs: u64,
+    /// Publish the log to NATS JetStream (the outbox): nats://HOST:4222.
+    #[arg(long, env = "REFRACT_PUBLISH")]
+    publish: Option<String>,
+    /// The JetStream stream the outbox publishes to (created if missing).
+    #[arg(long, default_value = "REFRACT")]
+    publish_stream: String,
+    /// Each published event's subject; {stream_id}, {type} and {position}
+    /// are replaced.
+    #[arg(long, default_value = "refract.{stream_id}.{type}", value_parser = refract::outbox::Template::parse)]
+    publish_subject: refract::outbox::Template,
+    /// Publish only events of these types (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    publish_types: Vec<String>,
+    /// Take messages of a NATS JetStream stream in (the inbox), as
+    /// stream=S,consumer=C,target=command:HANDLER|stream:ID[,name=N]
+    /// [,url=nats://…][,max_deliver=5] (repeatable; url defaults to
+    /// --publish's, else nats://127.0.0.1:4222).
+    #[arg(long = "ingest", value_name = "SPEC")]
+    ingests: Vec<String>,
     /// Start projection NAME from a read-model snapshot (`refract
     /// snapshot`) when it has no read model yet (repeatable).
     #[arg(long = "snapshot", value_name = "NAME=FILE", value_parser = parse_snapshot)]
@@ -289,7 +318,7 @@ fn parse_policy(s: &str) -> Result<(String, ErrorPolicy), String> {
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
+    fn config(&self) -> anyhow::Result<Config> {
         let mut c = Config::new(&self.data, &self.plugins);
         c.log_url = self.log.clone();
         c.snapshots = self.snapshots.clone();
@@ -297,6 +326,22 @@ impl ServeArgs {
         c.log.postgres.poll = Duration::from_millis(self.log_poll_ms);
         c.log.postgres.notify = !self.no_log_notify;
         c.listen = self.listen;
+        c.subscribe.max_subscribers = self.max_subscribers as usize;
+        c.subscribe.buffer = self.subscriber_buffer as usize;
+        c.subscribe.heartbeat = Duration::from_secs(self.sse_heartbeat_secs);
+        if let Some(url) = &self.publish {
+            let mut p = refract::outbox::PublishOptions::new(url);
+            p.stream = self.publish_stream.clone();
+            p.subject = self.publish_subject.clone();
+            p.types = (!self.publish_types.is_empty()).then(|| self.publish_types.clone());
+            c.publish = Some(p);
+        }
+        let default_nats = self.publish.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        for spec in &self.ingests {
+            let ingest = refract::inbox::IngestOptions::parse(spec, &default_nats)
+                .map_err(|e| anyhow::anyhow!("--ingest {spec:?}: {e}"))?;
+            c.ingests.push(ingest);
+        }
         c.log.synchronous = self.sync;
         c.log.reserve_wal = !self.no_wal_reserve;
         c.runner.batch_size = self.batch_size.max(1);
@@ -321,7 +366,7 @@ impl ServeArgs {
         c.http.protect_reads = self.protect_reads;
         c.allow_open = self.insecure_no_token;
         c.http.row_cache = !self.no_row_cache;
-        c
+        Ok(c)
     }
 }
 
@@ -379,7 +424,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
-    let config = args.config();
+    let config = args.config()?;
     raise_open_files(config.http.max_connections);
     let rt = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     rt.block_on(async move {

@@ -16,6 +16,11 @@ struct ProjectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabel {
+    stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -115,6 +120,8 @@ struct Inner {
     log: LogMetrics,
     appends: Family<OutcomeLabel, Counter>,
     plugin_loads: Family<OutcomeLabel, Counter>,
+    publisher_position: Family<StreamLabel, Gauge>,
+    publisher_lag: Family<StreamLabel, Gauge>,
     commands: Family<CommandLabel, Counter>,
     requests: Family<RequestLabel, Counter>,
     request_seconds: Histograms<RouteLabel>,
@@ -227,6 +234,8 @@ impl Metrics {
         let log = LogMetrics::default();
         let appends = Family::default();
         let plugin_loads = Family::default();
+        let publisher_position = Family::default();
+        let publisher_lag = Family::default();
         let commands = Family::default();
         let requests = Family::default();
         let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
@@ -278,6 +287,16 @@ impl Metrics {
             "Plugin files read to be loaded, by outcome: loaded, unchanged (same bytes as the version serving), failed",
             plugin_loads.clone(),
         );
+        r.register(
+            "publisher_position",
+            "Last log position the outbox has read past (published, or not of the types published)",
+            publisher_position.clone(),
+        );
+        r.register(
+            "publisher_lag_events",
+            "Events of the log the outbox has not published yet",
+            publisher_lag.clone(),
+        );
         r.register("commands", "Commands by handler and outcome", commands.clone());
         r.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         r.register(
@@ -301,6 +320,8 @@ impl Metrics {
                 log,
                 appends,
                 plugin_loads,
+                publisher_position,
+                publisher_lag,
                 commands,
                 requests,
                 request_seconds,
@@ -336,6 +357,13 @@ impl Metrics {
     /// `unchanged`, `failed`).
     pub fn plugin_load(&self, outcome: &'static str) {
         self.inner.plugin_loads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Sets the outbox's position and lag for JetStream stream `stream`.
+    pub fn publisher(&self, stream: &str, position: u64, head: u64) {
+        let l = StreamLabel { stream: stream.to_owned() };
+        self.inner.publisher_position.get_or_create(&l).set(position as i64);
+        self.inner.publisher_lag.get_or_create(&l).set(head.saturating_sub(position) as i64);
     }
 
     /// Counts a command by handler and outcome.

@@ -8,11 +8,13 @@ pub mod document;
 mod encode;
 pub mod error;
 mod extract;
+mod integration;
 mod number;
 mod projections;
 pub mod schema;
 pub mod serve;
 mod streams;
+mod subscribe;
 mod tables;
 
 use std::sync::Arc;
@@ -94,6 +96,9 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
     let reads: OpenApiRouter<Arc<App>> = OpenApiRouter::default()
         .routes(routes!(streams::read_stream))
         .routes(routes!(streams::read_all))
+        .routes(routes!(subscribe::subscribe))
+        .routes(routes!(integration::publishers))
+        .routes(routes!(integration::ingests))
         .routes(routes!(commands::list))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
@@ -112,7 +117,8 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(projections::verify))
         .routes(routes!(projections::dead_letters))
         .routes(routes!(projections::retry_dead_letters))
-        .routes(routes!(projections::snapshot));
+        .routes(routes!(projections::snapshot))
+        .routes(routes!(integration::ingest_dead_letters));
     let open: OpenApiRouter<Arc<App>> =
         OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(document::serve));
     let (reads, mut read_doc) = reads.split_for_parts();
@@ -133,13 +139,15 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
     };
     let writes =
         if token { writes.route_layer(from_fn_with_state(app.clone(), auth::writes)) } else { writes };
+    // Only `/openapi.json` and `/healthz` carry the document: a layer over
+    // every route would cost every request an extension.
     let text = axum::body::Bytes::from(document::to_json(&doc));
+    let open = open.layer(axum::Extension(document::Text(text)));
     let router = open
         .merge(reads)
         .merge(writes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::Extension(document::Text(text)))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), every_request))
         .with_state(app);

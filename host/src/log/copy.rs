@@ -59,12 +59,14 @@ pub async fn copy_log(from: &Path, to: &str, options: &PostgresOptions) -> Resul
         return Err(ReadError::Storage(format!("no event log at {}", file.display())));
     }
     let conn = crate::db::open_ro(&file)?;
+    // A log made before logs had ids keeps the one PostgreSQL gives it.
+    let id: Option<String> = conn.query_row(sqlite_sql::LOG_ID, [], |r| r.get(0)).ok();
     let (tx, rx) = mpsc::channel::<Result<Chunk, ReadError>>(2);
     let reader = std::thread::Builder::new()
         .name("refract-copy-read".into())
         .spawn(move || read_sqlite(&conn, &tx))
         .map_err(|e| ReadError::Storage(format!("cannot start the reader: {e}")))?;
-    let copied = postgres::fill_empty(to, options, rx).await;
+    let copied = postgres::fill_empty(to, options, id.as_deref(), rx).await;
     let _ = reader.join();
     copied
 }

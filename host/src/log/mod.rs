@@ -93,6 +93,8 @@ struct Inner {
     backend: Backend,
     head: watch::Receiver<u64>,
     options: LogOptions,
+    /// The log's identity (see [`EventLog::id`]).
+    id: String,
 }
 
 enum Backend {
@@ -135,8 +137,8 @@ impl EventLog {
     /// Opens (creating if needed) the SQLite log at `path` and starts its
     /// writer, which records its group commits in `metrics`.
     pub fn open(path: &Path, options: LogOptions, metrics: LogMetrics) -> Result<Self, ReadError> {
-        let (log, head) = sqlite::SqliteLog::open(path, &options, metrics)?;
-        Ok(Self { inner: Arc::new(Inner { backend: Backend::Sqlite(log), head, options }) })
+        let (log, head, id) = sqlite::SqliteLog::open(path, &options, metrics)?;
+        Ok(Self { inner: Arc::new(Inner { backend: Backend::Sqlite(log), head, options, id }) })
     }
 
     /// Connects to the PostgreSQL log at `url`, creating or upgrading its
@@ -147,8 +149,8 @@ impl EventLog {
         options: LogOptions,
         metrics: LogMetrics,
     ) -> Result<Self, ReadError> {
-        let (log, head) = postgres::PostgresLog::open(url, &options.postgres, metrics).await?;
-        Ok(Self { inner: Arc::new(Inner { backend: Backend::Postgres(log), head, options }) })
+        let (log, head, id) = postgres::PostgresLog::open(url, &options.postgres, metrics).await?;
+        Ok(Self { inner: Arc::new(Inner { backend: Backend::Postgres(log), head, options, id }) })
     }
 
     /// Opens the log at `location`.
@@ -168,6 +170,27 @@ impl EventLog {
         match &self.inner.backend {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The log's identity: made when the log is created, kept by
+    /// `copy-log`, named in every message the outbox publishes.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Takes or renews lease `name` for `holder` for `ttl` (so that exactly
+    /// one node does what must be done once, such as publishing); whether
+    /// `holder` holds it. A single-node (SQLite) log always grants it.
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, ReadError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(p) => p.hold_lease(name, holder, ttl).await,
         }
     }
 

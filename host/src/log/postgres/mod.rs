@@ -179,7 +179,7 @@ impl PostgresLog {
         url: &str,
         options: &PostgresOptions,
         metrics: LogMetrics,
-    ) -> Result<(Self, watch::Receiver<u64>), ReadError> {
+    ) -> Result<(Self, watch::Receiver<u64>, String), ReadError> {
         let admin = config(url, options, "refract-migrate")?;
         let (mut client, task) = connect(&admin, options)
             .await
@@ -189,7 +189,7 @@ impl PostgresLog {
             .map_err(|e| ReadError::Storage(format!("cannot prepare the log's schema: {e}")));
         drop(client);
         let _ = task.await;
-        let head = head?;
+        let (head, id) = head?;
         let (head_tx, head_rx) = watch::channel(head);
         let (sender, requests) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -245,7 +245,31 @@ impl PostgresLog {
             options: *options,
             health,
         };
-        Ok((log, head_rx))
+        Ok((log, head_rx, id))
+    }
+
+    /// Takes or renews lease `name` for `holder` for `ttl`; whether it is
+    /// held (false: another holder has it and it has not expired).
+    pub(crate) async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, ReadError> {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX) as f64;
+        let held = async {
+            let client = self.pool.get().await.map_err(read_error)?;
+            let row =
+                client.query_opt(sql::HOLD_LEASE, &[&name, &holder, &millis]).await.map_err(read_error)?;
+            Ok(row.is_some())
+        };
+        match tokio::time::timeout(self.options.timeout, held).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Unavailable(unavailable(&format_args!(
+                "no answer within {:?}",
+                self.options.timeout
+            )))),
+        }
     }
 
     /// Hands `request` to the writer.
@@ -299,6 +323,7 @@ impl PostgresLog {
 pub(super) async fn fill_empty(
     url: &str,
     options: &PostgresOptions,
+    log_id: Option<&str>,
     mut chunks: mpsc::Receiver<Result<super::copy::Chunk, ReadError>>,
 ) -> Result<super::copy::Copied, ReadError> {
     use super::copy::{Chunk, Copied};
@@ -317,6 +342,9 @@ pub(super) async fn fill_empty(
                 "the log at {} is not empty; copy-log only fills an empty log (positions must stay as they are)",
                 redact(url)
             )));
+        }
+        if let Some(id) = log_id {
+            tx.execute(sql::SET_LOG_ID, &[&id]).await.map_err(pg)?;
         }
         let (insert_events, insert_keys) = (tx.prepare(sql::INSERT_EVENTS).await.map_err(pg)?, tx.prepare(sql::INSERT_KEYS).await.map_err(pg)?);
         let mut copied = Copied { events: 0, keys: 0 };
@@ -387,8 +415,8 @@ pub(super) async fn fill_empty(
 }
 
 /// Creates the schema (or upgrades it) under an advisory lock; returns the
-/// head.
-async fn migrate(client: &mut tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+/// head and the log's id.
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(u64, String), tokio_postgres::Error> {
     client.execute("SELECT pg_advisory_lock($1)", &[&sql::MIGRATION_LOCK]).await?;
     let done = async {
         client.batch_execute(sql::CREATE_SCHEMA).await?;
@@ -401,7 +429,8 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<u64, tokio_postg
             tracing::info!(migration = i + 1, "PostgreSQL log schema migrated");
         }
         let head: i64 = client.query_one(sql::HEAD, &[]).await?.get(0);
-        Ok(head.max(0) as u64)
+        let id: String = client.query_one(sql::LOG_ID, &[]).await?.get(0);
+        Ok((head.max(0) as u64, id))
     }
     .await;
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&sql::MIGRATION_LOCK]).await;

@@ -6,7 +6,20 @@ pub const MIGRATION_LOCK: i64 = 0x0072_6566_7261_6374;
 
 /// Numbered schema migrations; `refract.schema_migrations` records which
 /// ran.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("meta.sql")];
+
+pub const LOG_ID: &str = "SELECT log_id FROM refract.meta WHERE id = 1";
+
+pub const SET_LOG_ID: &str = "UPDATE refract.meta SET log_id = $1 WHERE id = 1";
+
+/// Takes or renews lease `$1` for holder `$2` for `$3` milliseconds, unless
+/// another holder has it and it has not expired; a row when it is held.
+/// PostgreSQL's clock decides, the one clock every node shares.
+pub const HOLD_LEASE: &str = "INSERT INTO refract.leases (name, holder, expires_at)
+    VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+    ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+    WHERE refract.leases.holder = EXCLUDED.holder OR refract.leases.expires_at < now()
+    RETURNING holder";
 
 pub const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS refract;
     CREATE TABLE IF NOT EXISTS refract.schema_migrations (

@@ -38,10 +38,11 @@ impl SqliteLog {
         path: &Path,
         options: &LogOptions,
         metrics: LogMetrics,
-    ) -> Result<(Self, watch::Receiver<u64>), ReadError> {
+    ) -> Result<(Self, watch::Receiver<u64>, String), ReadError> {
         let mut conn = db::open_rw(path, options.synchronous)?;
         db::migrate(&mut conn, sql::MIGRATIONS)?;
         let head: u64 = conn.query_row(sql::HEAD, [], |r| r.get(0))?;
+        let id: String = conn.query_row(sql::LOG_ID, [], |r| r.get(0))?;
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel();
         let wal = db::WalThread::start(&mut conn, path, "log")?;
@@ -73,7 +74,7 @@ impl SqliteLog {
             writer: Mutex::new(Some(writer)),
             readers: ReadPool::new(path.to_path_buf(), 16, |_| Ok(())),
         };
-        Ok((log, head_rx))
+        Ok((log, head_rx, id))
     }
 
     /// Hands `request` to the writer.

@@ -1,7 +1,10 @@
 //! Every SQL statement the event log runs.
 
 /// Numbered schema migrations; `PRAGMA user_version` records how many ran.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("idempotency.sql")];
+pub const MIGRATIONS: &[&str] =
+    &[include_str!("schema.sql"), include_str!("idempotency.sql"), include_str!("meta.sql")];
+
+pub const LOG_ID: &str = "SELECT log_id FROM log_meta WHERE id = 1";
 
 pub const FIND_KEY: &str = "SELECT command_id, stream_id, stream_version, first_position, last_position
     FROM idempotency_keys WHERE scope = ?1 AND key = ?2";

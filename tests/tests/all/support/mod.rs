@@ -1,6 +1,7 @@
 //! A refract server for one test, and an HTTP client for it; the test's
 //! log in SQLite or in a PostgreSQL database of its own.
 
+pub mod nats;
 pub mod postgres;
 
 use std::cell::Cell;
