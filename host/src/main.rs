@@ -180,6 +180,11 @@ struct ServeArgs {
     /// Publish only events of these types (comma-separated).
     #[arg(long, value_delimiter = ',')]
     publish_types: Vec<String>,
+    /// With several nodes on one log, how long the publishing lease lasts
+    /// unless renewed: how long the others wait to take over from a node
+    /// that died while publishing, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    publish_lease_secs: u64,
     /// Take messages of a NATS JetStream stream in (the inbox), as
     /// stream=S,consumer=C,target=command:HANDLER|stream:ID[,name=N]
     /// [,url=nats://…][,max_deliver=5] (repeatable; url defaults to
@@ -334,6 +339,7 @@ impl ServeArgs {
             p.stream = self.publish_stream.clone();
             p.subject = self.publish_subject.clone();
             p.types = (!self.publish_types.is_empty()).then(|| self.publish_types.clone());
+            p.lease = Duration::from_secs(self.publish_lease_secs);
             c.publish = Some(p);
         }
         let default_nats = self.publish.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());

@@ -56,6 +56,10 @@ pub struct IngestOptions {
     /// Deliveries of a message that keeps failing before it is
     /// dead-lettered.
     pub max_deliver: u32,
+    /// How long the broker waits for a delivered message's
+    /// acknowledgement before it delivers it again (a node that died with
+    /// it unacknowledged).
+    pub ack_wait: Duration,
 }
 
 impl IngestOptions {
@@ -65,6 +69,7 @@ impl IngestOptions {
     pub fn parse(spec: &str, default_url: &str) -> Result<IngestOptions, String> {
         let (mut name, mut url, mut stream, mut consumer, mut target, mut max_deliver) =
             (None, default_url.to_owned(), None, None, None, 5);
+        let mut ack_wait = Duration::from_secs(30);
         for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| format!("expected key=value, got {pair:?}"))?;
             match k {
@@ -79,6 +84,14 @@ impl IngestOptions {
                         _ => return Err(format!("target must be command:HANDLER or stream:ID, got {v:?}")),
                     })
                 }
+                "ack_wait_ms" => {
+                    let ms = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 100)
+                        .ok_or("ack_wait_ms must be a whole number, at least 100")?;
+                    ack_wait = Duration::from_millis(ms)
+                }
                 "max_deliver" => {
                     max_deliver = v
                         .parse()
@@ -88,7 +101,7 @@ impl IngestOptions {
                 }
                 other => {
                     return Err(format!(
-                        "unknown key {other:?}; use stream, consumer, target, name, url, max_deliver"
+                        "unknown key {other:?}; use stream, consumer, target, name, url, max_deliver, ack_wait_ms"
                     ));
                 }
             }
@@ -103,6 +116,7 @@ impl IngestOptions {
             consumer,
             target,
             max_deliver,
+            ack_wait,
         })
     }
 }
@@ -227,7 +241,7 @@ impl Ingest {
                 pull::Config {
                     durable_name: Some(options.consumer.clone()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: options.ack_wait,
                     ..Default::default()
                 },
             )

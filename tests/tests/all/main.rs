@@ -15,6 +15,7 @@ mod developer_loop;
 mod end_to_end;
 mod hostile_plugins;
 mod hot_reload;
+mod inbox;
 mod instance_pool;
 mod log_outages;
 mod openapi;
