@@ -19,7 +19,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.display());
         crates.extend(plugin_crates(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())));
     }
-    for dir in ["guest-sdk", "wit"] {
+    for dir in ["guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let packages: Vec<String> = crates.iter().map(|c| name(c)).collect();

@@ -5,6 +5,7 @@
 //! BENCHMARKS.md; `-- p1` (…) runs one; `--quick` runs small sizes, to check
 //! that the benchmarks still work (CI does), not to measure.
 
+mod integration;
 mod load;
 mod postgres;
 mod report;
@@ -67,6 +68,10 @@ enum Scenario {
     P9,
     /// P1 with the log in PostgreSQL against the SQLite log.
     P1pg,
+    /// 1 000 SSE subscribers: append → frame latency.
+    P10,
+    /// The outbox against a raw async-nats publisher; append → JetStream.
+    P11,
     /// (internal) measure the memory of a host with N projections.
     #[command(hide = true)]
     RssChild {
@@ -93,6 +98,8 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result
         Scenario::P8 => postgres::p8(rt, size)?,
         Scenario::P9 => postgres::p9(rt, size)?,
         Scenario::P1pg => postgres::p1_postgres(rt, size)?,
+        Scenario::P10 => integration::p10(rt, size)?,
+        Scenario::P11 => integration::p11(rt, size)?,
         Scenario::All { .. } | Scenario::RssChild { .. } => Vec::new(),
     };
     for r in &mut rows {
@@ -128,6 +135,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::P8,
         Scenario::P9,
         Scenario::P1pg,
+        Scenario::P10,
+        Scenario::P11,
     ];
     let mut rows = Vec::new();
     for s in all {

@@ -81,11 +81,13 @@ pub async fn replay_once(
     let name = plugin.description.name.clone();
     let projections = Projections::new(
         log.clone(),
+        Default::default(),
         ProjectionOptions {
             dir: dir.clone(),
             runner: RunnerOptions { batch_size, ..RunnerOptions::default() },
             default_policy: Default::default(),
             policies: Default::default(),
+            pause_on_refused: Default::default(),
             drop_removed: false,
         },
         Metrics::new(),

@@ -6,6 +6,8 @@
 //!   [`export_command_handler!`]. See `plugins/orders`.
 //! - A **projection** implements [`Projection`] and is exported with
 //!   [`export_projection!`].
+//! - A **reactor** (process manager, saga) implements [`Reactor`] and is
+//!   exported with [`export_reactor!`]. See `plugins/fulfilment`.
 //!
 //! A projection is a type implementing [`Projection`], exported with
 //! [`export_projection!`]. It receives events from the log, with `data`
@@ -56,6 +58,7 @@ mod handler;
 pub mod log;
 mod projection;
 mod queued;
+mod reactor;
 mod sql;
 pub mod testing;
 mod value;
@@ -63,6 +66,7 @@ mod value;
 pub use error::{Error, Result};
 pub use handler::{CommandHandler, HandlerDescription, Rejection};
 pub use projection::{Description, Projection};
+pub use reactor::{Command, Commands, Reactor};
 pub use sql::{Db, Rows, SqlError};
 pub use value::{FromValue, Value};
 
@@ -110,8 +114,29 @@ pub mod __private {
         });
     }
 
+    /// Bindings of the `process-manager` world; shared interfaces come from
+    /// [`bindings`].
+    #[allow(clippy::too_many_arguments, missing_docs)]
+    pub mod reactor_bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "refract:plugin/process-manager",
+            pub_export_macro: true,
+            export_macro_name: "export_reactor_world",
+            default_bindings_module: "refract_sdk::__private::reactor_bindings",
+            runtime_path: "refract_sdk::__private::wit_bindgen::rt",
+            additional_derives: [PartialEq],
+            with: {
+                "refract:plugin/types@0.1.0": crate::__private::bindings::refract::plugin::types,
+                "refract:plugin/log@0.1.0": crate::__private::bindings::refract::plugin::log,
+                "refract:plugin/sql@0.1.0": crate::__private::bindings::refract::plugin::sql,
+            },
+        });
+    }
+
     pub use crate::handler::{ExportedHandler, HandlerExport, run as decide};
     pub use crate::projection::{ExportedProjection, ProjectionExport};
+    pub use crate::reactor::{ExportedReactor, ReactorExport};
     #[cfg(not(target_family = "wasm"))]
     pub use crate::sql::WriteQueue;
 }

@@ -67,11 +67,21 @@ pub fn apply_all<P: Projection>(db: &Db, events: &[Event]) -> Result<(), ApplyEr
     db.flush().map_err(|e| ApplyError { position: last, message: crate::sql::describe(&e) })
 }
 
-/// Applies a packed batch (see `event-batch` in `wit/projection.wit`) in
-/// order; the first failure names its event. One [`Event`] is refilled for
-/// each event in turn, so its strings are allocated once per batch, not
-/// once per event.
+/// Applies a packed batch (see `event-batch` in `wit/types.wit`) in order;
+/// the first failure names its event.
 pub fn apply_batch<P: Projection>(db: &Db, batch: &EventBatch) -> Result<(), ApplyError> {
+    for_each_event(db, batch, |event| P::apply(db, event))
+}
+
+/// Calls `f` with each event of a packed batch, in order, and flushes the
+/// statements still queued at the end; the first failure names its event.
+/// One [`Event`] is refilled for each event in turn, so its strings are
+/// allocated once per batch, not once per event.
+pub(crate) fn for_each_event(
+    db: &Db,
+    batch: &EventBatch,
+    mut f: impl FnMut(&Event) -> Result<()>,
+) -> Result<(), ApplyError> {
     let n = batch.positions.len();
     let malformed = |position: u64, what: &str| ApplyError {
         position,
@@ -110,8 +120,7 @@ pub fn apply_batch<P: Projection>(db: &Db, batch: &EventBatch) -> Result<(), App
             rest = tail;
         }
         db.set_position(event.position);
-        P::apply(db, &event)
-            .map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
+        f(&event).map_err(|e| ApplyError { position: event.position, message: e.message().to_owned() })?;
     }
     // The statements still queued in the plugin go to the host before the
     // batch ends.

@@ -4,6 +4,8 @@
 //!   `.then_rejected(code)`, through the same serde round trip as in the
 //!   host.
 //! - Projections: [`ProjectionTest`] runs one against an in-memory database.
+//! - Reactors: [`ReactorTest`] runs one against an in-memory database and
+//!   returns the commands it sends.
 //!
 //! ```
 //! # use refract_sdk::{Db, Description, Event, Projection, Result};
@@ -112,6 +114,96 @@ mod native {
 
 #[cfg(not(target_family = "wasm"))]
 pub use native::{ProjectionTest, event};
+
+#[cfg(not(target_family = "wasm"))]
+pub use reactor::ReactorTest;
+
+#[cfg(not(target_family = "wasm"))]
+mod reactor {
+    use std::marker::PhantomData;
+
+    use crate::reactor::react_all;
+    use crate::{Command, Db, Error, Event, Reactor, Result};
+
+    /// A reactor with its migrations applied to a fresh in-memory
+    /// database: feed it events, check the commands it sends and what it
+    /// remembers.
+    ///
+    /// ```
+    /// # use refract_sdk::{Commands, Db, Description, Event, Reactor, Result};
+    /// # struct Echo;
+    /// # impl Reactor for Echo {
+    /// #     fn describe() -> Description { Description::new("echo", "1") }
+    /// #     fn react(_db: &Db, e: &Event, out: &mut Commands) -> Result<()> {
+    /// #         out.send_json("h", &e.stream_id, "Ping", &serde_json::json!({}))
+    /// #     }
+    /// # }
+    /// use refract_sdk::testing::{event, ReactorTest};
+    ///
+    /// let t = ReactorTest::<Echo>::new();
+    /// let sent = t.react(&[event(1, "s-1", 1, "Anything", serde_json::json!({}))]).unwrap();
+    /// assert_eq!((sent[0].command_type.as_str(), sent[0].position), ("Ping", 1));
+    /// ```
+    pub struct ReactorTest<R> {
+        db: Db,
+        _r: PhantomData<R>,
+    }
+
+    impl<R: Reactor> ReactorTest<R> {
+        /// Runs every migration of `R` on a new in-memory database.
+        ///
+        /// # Panics
+        /// When a migration fails: that is the test's failure.
+        pub fn new() -> Self {
+            let db = Db::open_in_memory().expect("in-memory SQLite");
+            for (i, m) in R::describe().migrations.iter().enumerate() {
+                if let Err(e) = db.execute_batch(m) {
+                    panic!(
+                        "migration {} of {} failed: {}",
+                        i + 1,
+                        R::describe().name,
+                        crate::sql::describe(&e)
+                    );
+                }
+            }
+            Self { db, _r: PhantomData }
+        }
+
+        /// Reacts to a batch the way the host does: in one transaction,
+        /// rolled back (and nothing sent) when any event fails; events of
+        /// types the reactor did not ask for are skipped. The commands sent.
+        pub fn react(&self, events: &[Event]) -> Result<Vec<Command>> {
+            let wanted = R::describe().event_types;
+            let batch: Vec<Event> = events
+                .iter()
+                .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type))
+                .cloned()
+                .collect();
+            self.db.execute_batch("BEGIN")?;
+            match react_all::<R>(&self.db, &batch) {
+                Ok(sent) => {
+                    self.db.execute_batch("COMMIT")?;
+                    Ok(sent)
+                }
+                Err(e) => {
+                    self.db.execute_batch("ROLLBACK")?;
+                    Err(Error::new(format!("event {}: {}", e.position, e.message)))
+                }
+            }
+        }
+
+        /// The database, to query what the reactor remembers.
+        pub fn db(&self) -> &Db {
+            &self.db
+        }
+    }
+
+    impl<R: Reactor> Default for ReactorTest<R> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+}
 
 #[cfg(not(target_family = "wasm"))]
 pub use decider::{Given, Then, given};

@@ -1,6 +1,6 @@
 //! Wiring: open the log, load the plugins, start the runners, serve HTTP.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,9 @@ pub struct Config {
     pub default_policy: ErrorPolicy,
     /// Error policy per projection name.
     pub policies: BTreeMap<String, ErrorPolicy>,
+    /// Reactors that pause when one of their commands is refused (the
+    /// others record it and go on).
+    pub pause_on_refused: BTreeSet<String>,
     /// Delete a projection's databases when its plugin file is removed.
     pub drop_removed: bool,
     /// Serve on a non-loopback address without a token (not recommended).
@@ -81,6 +84,7 @@ impl Config {
             watch: true,
             default_policy: ErrorPolicy::Pause,
             policies: BTreeMap::new(),
+            pause_on_refused: BTreeSet::new(),
             drop_removed: false,
             allow_open: false,
         }
@@ -95,7 +99,7 @@ pub struct App {
     /// The loaded projections.
     pub projections: Projections,
     /// The loaded command handlers.
-    pub handlers: Handlers,
+    pub handlers: Arc<Handlers>,
     /// Which plugin file provides what; the files that failed to load.
     pub files: PluginFiles,
     /// HTTP limits.
@@ -146,13 +150,16 @@ impl App {
         tracing::info!(log = %location, backend = log.backend(), head = log.head(), "event log open");
         let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
             .context("while creating the wasm engine")?;
+        let handlers = Arc::new(Handlers::default());
         let projections = Projections::new(
             log.clone(),
+            handlers.clone(),
             ProjectionOptions {
                 dir: config.data_dir.join("projections"),
                 runner: config.runner,
                 default_policy: config.default_policy,
                 policies: config.policies.clone(),
+                pause_on_refused: config.pause_on_refused.clone(),
                 drop_removed: config.drop_removed,
             },
             metrics.clone(),
@@ -172,7 +179,7 @@ impl App {
         let app = Arc::new(App {
             log,
             projections,
-            handlers: Handlers::default(),
+            handlers,
             files: PluginFiles::default(),
             http: config.http.clone(),
             engine,
@@ -226,6 +233,9 @@ impl App {
     /// rolled back, never half-written.
     pub fn shutdown(&self) {
         self.watcher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(p) = &self.publisher {
+            p.stop();
+        }
         self.projections.shutdown();
         self.log.close();
     }

@@ -273,6 +273,11 @@ struct ServeArgs {
     /// (repeatable).
     #[arg(long = "policy", value_name = "NAME=POLICY", value_parser = parse_policy)]
     policies: Vec<(String, ErrorPolicy)>,
+    /// A reactor that pauses when a command it sent is refused, until
+    /// resumed (repeatable); by default a reactor records the refusal and
+    /// goes on.
+    #[arg(long = "pause-on-refused", value_name = "REACTOR")]
+    pause_on_refused: Vec<String>,
     /// Do not watch the plugins directory (no hot reload).
     #[arg(long)]
     no_watch: bool,
@@ -366,6 +371,7 @@ impl ServeArgs {
         c.http.client_timeout = Duration::from_secs(self.client_timeout_secs);
         c.default_policy = self.error_policy;
         c.policies = self.policies.iter().cloned().collect();
+        c.pause_on_refused = self.pause_on_refused.iter().cloned().collect();
         c.watch = !self.no_watch;
         c.drop_removed = self.drop_removed;
         c.http.token = self.token.clone().and_then(refract::http::Token::new);

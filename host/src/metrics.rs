@@ -32,6 +32,12 @@ struct CommandLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReactorCommandLabel {
+    reactor: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
     method: &'static str,
     route: Route,
@@ -123,6 +129,7 @@ struct Inner {
     publisher_position: Family<StreamLabel, Gauge>,
     publisher_lag: Family<StreamLabel, Gauge>,
     commands: Family<CommandLabel, Counter>,
+    reactor_commands: Family<ReactorCommandLabel, Counter>,
     requests: Family<RequestLabel, Counter>,
     request_seconds: Histograms<RouteLabel>,
 }
@@ -142,9 +149,18 @@ pub struct ProjectionMetrics {
     /// Events moved to the dead letters.
     pub dead_lettered: Counter,
     batch_seconds: Histogram,
+    name: String,
+    reactor_commands: Family<ReactorCommandLabel, Counter>,
 }
 
 impl ProjectionMetrics {
+    /// Counts a command a reactor sent, by outcome (`sent`, `duplicate`,
+    /// `refused`).
+    pub fn reactor_command(&self, outcome: &'static str) {
+        let l = ReactorCommandLabel { reactor: self.name.clone(), outcome };
+        self.reactor_commands.get_or_create(&l).inc();
+    }
+
     /// Records a batch of `events` that took `took` to apply and commit
     /// in a transaction of its own.
     pub fn observe_batch(&self, took: Duration, events: u64) {
@@ -237,6 +253,7 @@ impl Metrics {
         let publisher_position = Family::default();
         let publisher_lag = Family::default();
         let commands = Family::default();
+        let reactor_commands = Family::default();
         let requests = Family::default();
         let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
         r.register("projection_events_applied", "Events applied by a projection", applied.clone());
@@ -298,6 +315,11 @@ impl Metrics {
             publisher_lag.clone(),
         );
         r.register("commands", "Commands by handler and outcome", commands.clone());
+        r.register(
+            "reactor_commands",
+            "Commands a reactor sent, by outcome: sent, duplicate (sent before a restart), refused",
+            reactor_commands.clone(),
+        );
         r.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         r.register(
             "http_request_seconds",
@@ -323,6 +345,7 @@ impl Metrics {
                 publisher_position,
                 publisher_lag,
                 commands,
+                reactor_commands,
                 requests,
                 request_seconds,
             }),
@@ -340,6 +363,8 @@ impl Metrics {
             failures: i.failures.get_or_create(&l).clone(),
             dead_lettered: i.dead_lettered.get_or_create(&l).clone(),
             batch_seconds: i.batch_seconds.get_or_create(&l).clone(),
+            name: name.to_owned(),
+            reactor_commands: i.reactor_commands.clone(),
         }
     }
 

@@ -117,6 +117,7 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(projections::verify))
         .routes(routes!(projections::dead_letters))
         .routes(routes!(projections::retry_dead_letters))
+        .routes(routes!(projections::refused_commands))
         .routes(routes!(projections::snapshot))
         .routes(routes!(integration::ingest_dead_letters));
     let open: OpenApiRouter<Arc<App>> =

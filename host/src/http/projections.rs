@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::extract::Path;
 use super::schema::{
     DeadLetters, ErrorBody, Paused, ProjectionEntry, ProjectionList, ProjectionView, RebuildStarted,
-    Retrying, Skipped,
+    RefusedCommands, Retrying, Skipped,
 };
 use crate::App;
 use crate::projection::Projection;
@@ -272,7 +272,7 @@ pub async fn snapshot(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LimitQuery {
-    /// Most dead letters to list (default 100).
+    /// Most entries to list (default 100).
     #[param(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "super::number::optional")]
     limit: Option<u64>,
@@ -303,6 +303,38 @@ pub async fn dead_letters(
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(axum::Json(DeadLetters { name, count: p.status().dead_letters, dead_letters }))
+}
+
+/// The commands a reactor decided that their handler refused (or that were
+/// not valid at all), oldest first. The reactor went on past each.
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/refused-commands",
+    operation_id = "list_refused_commands",
+    tag = "projections",
+    params(NameParam, LimitQuery),
+    responses(
+        (status = 200, description = "Its refused commands", body = RefusedCommands),
+        (status = 404, description = "No such reactor", body = ErrorBody),
+    )
+)]
+pub async fn refused_commands(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    super::extract::Query(q): super::extract::Query<LimitQuery>,
+) -> Result<axum::Json<RefusedCommands>, ApiError> {
+    let p = loaded(&app, &name)?;
+    let Some(stats) = p.status().commands else {
+        return Err(ApiError::not_found(format!(
+            "{name} is a projection, not a reactor: it sends no commands"
+        )));
+    };
+    let limit = super::page_limit(q.limit, 100, 1000)?;
+    let commands = tokio::task::spawn_blocking(move || p.refused_commands(limit))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(RefusedCommands { name, count: stats.refused, commands }))
 }
 
 /// Applies every dead letter again, each on its own; those that succeed

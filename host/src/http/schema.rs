@@ -145,6 +145,17 @@ pub struct DeadLetters {
     pub dead_letters: Vec<crate::projection::DeadLetter>,
 }
 
+/// `GET /projections/{name}/refused-commands`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefusedCommands {
+    /// The reactor.
+    pub name: String,
+    /// How many refused commands it has in all.
+    pub count: u64,
+    /// The oldest ones, at most `limit`.
+    pub commands: Vec<crate::projection::RefusedCommand>,
+}
+
 /// A page of rows of a table.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]

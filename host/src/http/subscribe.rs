@@ -90,15 +90,8 @@ pub async fn subscribe(
     };
     // The frames, then the one that ends them, if the feed ended on
     // purpose.
-    let frames = futures_util::stream::unfold(Some(sub), |state| async move {
-        let mut sub = state?;
-        match sub.frames.recv().await {
-            Some(frame) => Some((Ok::<_, Infallible>(frame), Some(sub))),
-            None => {
-                let frame = sub.last.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-                Some((Ok(frame), None))
-            }
-        }
+    let frames = futures_util::stream::unfold(sub, |mut sub| async move {
+        sub.next_chunk().await.map(|chunk| (Ok::<_, Infallible>(chunk), sub))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")

@@ -100,6 +100,7 @@ pub struct PublisherStatus {
 /// A running publisher.
 pub struct Publisher {
     status: Mutex<PublisherStatus>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Publisher {
@@ -118,10 +119,17 @@ impl Publisher {
                 published: 0,
                 error: None,
             }),
+            stop: tokio::sync::watch::channel(false).0,
         });
         let p = publisher.clone();
         tokio::spawn(async move { p.run(log, options, holder, metrics).await });
         publisher
+    }
+
+    /// Stops publishing: a publish under way is abandoned (the next
+    /// publisher resumes from what the stream holds).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     /// A snapshot of its status.
@@ -136,8 +144,12 @@ impl Publisher {
     async fn run(self: Arc<Self>, log: EventLog, options: PublishOptions, holder: String, metrics: Metrics) {
         let lease = format!("publish:{}", options.stream);
         let mut failures = 0u32;
+        let mut stop = self.stop.subscribe();
         loop {
-            let outcome = self.session(&log, &options, &lease, &holder, &metrics).await;
+            let outcome = tokio::select! {
+                outcome = self.session(&log, &options, &lease, &holder, &metrics) => outcome,
+                _ = stop.wait_for(|s| *s) => return,
+            };
             let wait = match outcome {
                 Session::LostLease => {
                     self.update(|s| s.state = "standby");
@@ -155,7 +167,10 @@ impl Publisher {
                     BACKOFF.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF)
                 }
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
         }
     }
 

@@ -33,15 +33,17 @@ pub use bindings::refract::plugin::sql::{QueuedWrites, SqlError};
 pub use bindings::refract::plugin::types::{Event, Value};
 pub use deferred::{Failure, WriteQueue};
 pub use handler::{HandlerPlugin, NativeHandler};
-pub use projection::{NativeProjection, ProjectionInstance, ProjectionPlugin};
+pub use projection::{CommandOut, Kind, NativeProjection, ProjectionInstance, ProjectionPlugin};
 pub use state::{PluginState, SqlSession};
 
-use bindings::exports::refract::plugin::{decider, projector};
+use bindings::exports::refract::plugin::{decider, projector, reactor};
 
 /// The name of the export that makes a component a projection.
 pub const PROJECTION_EXPORT: &str = "refract:plugin/projector@0.1.0";
 /// The name of the export that makes a component a command handler.
 pub const HANDLER_EXPORT: &str = "refract:plugin/decider@0.1.0";
+/// The name of the export that makes a component a reactor.
+pub const REACTOR_EXPORT: &str = "refract:plugin/reactor@0.1.0";
 
 /// Resource bounds of every plugin call.
 #[derive(Debug, Clone, Copy)]
@@ -106,8 +108,9 @@ pub enum LoadError {
     NotComponent(String),
     /// The component does not implement a plugin world.
     #[error(
-        "wrong world: expected a component exporting `{PROJECTION_EXPORT}` (world projection) or \
-         `{HANDLER_EXPORT}` (world command-handler), got exports [{}]",
+        "wrong world: expected a component exporting `{PROJECTION_EXPORT}` (world projection), \
+         `{HANDLER_EXPORT}` (world command-handler) or `{REACTOR_EXPORT}` (world process-manager), got \
+         exports [{}]",
         got.join(", ")
     )]
     WrongWorld { got: Vec<String> },
@@ -233,10 +236,15 @@ impl PluginEngine {
             linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))
         };
         let path = path.to_path_buf();
-        if component.get_export_index(None, PROJECTION_EXPORT).is_some() {
+        let projector = component.get_export_index(None, PROJECTION_EXPORT).is_some();
+        if projector || component.get_export_index(None, REACTOR_EXPORT).is_some() {
             let pre = link(&self.projection_linker)?;
-            let indices =
-                projector::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            let link_error = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+            let indices = if projector {
+                projection::Exports::Projector(projector::GuestIndices::new(&pre).map_err(link_error)?)
+            } else {
+                projection::Exports::Reactor(reactor::GuestIndices::new(&pre).map_err(link_error)?)
+            };
             let mut plugin = ProjectionPlugin {
                 code: projection::Code::Wasm { engine: self.clone(), pre, indices },
                 description: Description {

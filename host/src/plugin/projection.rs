@@ -15,6 +15,7 @@ use wasmtime::component::InstancePre;
 
 use super::batch::Batch;
 use super::bindings::exports::refract::plugin::projector::{self, ApplyError, Description};
+use super::bindings::exports::refract::plugin::reactor;
 use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, call_error, engine};
 
 /// A projection compiled into the host: the same contract as the WIT
@@ -30,9 +31,29 @@ pub trait NativeProjection: Send + Sync {
 
 /// The code of a projection: a compiled component, or native code.
 pub(super) enum Code {
-    Wasm { engine: PluginEngine, pre: InstancePre<PluginState>, indices: projector::GuestIndices },
+    Wasm { engine: PluginEngine, pre: InstancePre<PluginState>, indices: Exports },
     Native(Arc<dyn NativeProjection>),
 }
+
+/// What a component exports: a projector, or a reactor (which follows the
+/// log the same way and also returns commands).
+pub(super) enum Exports {
+    Projector(projector::GuestIndices),
+    Reactor(reactor::GuestIndices),
+}
+
+/// What follows the log: a projection, or a reactor (a process manager).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Turns events into rows.
+    Projection,
+    /// Turns events into rows of its own and commands.
+    Reactor,
+}
+
+/// A command a reactor returned, to send.
+pub use reactor::Command as CommandOut;
 
 /// A compiled, checked projection plugin: instantiate it to run it.
 pub struct ProjectionPlugin {
@@ -46,6 +67,14 @@ pub struct ProjectionPlugin {
 }
 
 impl ProjectionPlugin {
+    /// A projection or a reactor.
+    pub fn kind(&self) -> Kind {
+        match &self.code {
+            Code::Wasm { indices: Exports::Reactor(_), .. } => Kind::Reactor,
+            _ => Kind::Projection,
+        }
+    }
+
     /// A native projection, identified by `native-<name>-<version>` where a
     /// plugin has the hash of its bytes.
     pub fn native(imp: Arc<dyn NativeProjection>) -> Self {
@@ -63,7 +92,14 @@ impl ProjectionPlugin {
                 let mut store = engine.store(&self.description.name, sql);
                 let timeout = engine.limits.call_timeout;
                 let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
-                let guest = indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
+                let guest = match indices {
+                    Exports::Projector(i) => {
+                        Guest::Projector(i.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?)
+                    }
+                    Exports::Reactor(i) => {
+                        Guest::Reactor(i.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?)
+                    }
+                };
                 Ok(ProjectionInstance(Instance::Wasm { store, guest, timeout, _slot: slot }))
             }
             Code::Native(imp) => Ok(ProjectionInstance(Instance::Native { imp: imp.clone(), sql })),
@@ -74,10 +110,16 @@ impl ProjectionPlugin {
 /// A running projection instance.
 pub struct ProjectionInstance(Instance);
 
+/// A loaded component's export.
+enum Guest {
+    Projector(projector::Guest),
+    Reactor(reactor::Guest),
+}
+
 enum Instance {
     Wasm {
         store: Store<PluginState>,
-        guest: projector::Guest,
+        guest: Guest,
         timeout: Duration,
         /// Given back after the store (declared later, dropped later).
         _slot: Option<ProjectionSlot>,
@@ -95,25 +137,46 @@ impl ProjectionInstance {
             Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
-                guest.call_describe(&mut *store).map_err(|e| call_error(e, *timeout))
+                match guest {
+                    Guest::Projector(g) => g.call_describe(&mut *store).map_err(|e| call_error(e, *timeout)),
+                    Guest::Reactor(g) => g
+                        .call_describe(&mut *store)
+                        .map(|d| Description {
+                            name: d.name,
+                            version: d.version,
+                            event_types: d.event_types,
+                            migrations: d.migrations,
+                        })
+                        .map_err(|e| call_error(e, *timeout)),
+                }
             }
             Instance::Native { imp, .. } => Ok(imp.describe()),
         }
     }
 
-    /// Calls `apply` with one batch. The outer error is a sandbox failure
-    /// (the instance must be discarded); the inner one is the plugin's own.
-    pub fn apply(&mut self, events: &Batch) -> Result<Result<(), ApplyError>, CallError> {
+    /// Calls `apply` (a projection) or `react` (a reactor) with one batch:
+    /// the commands a reactor returned (none for a projection). The outer
+    /// error is a sandbox failure (the instance must be discarded); the
+    /// inner one is the plugin's own.
+    pub fn apply(&mut self, events: &Batch) -> Result<Result<Vec<CommandOut>, ApplyError>, CallError> {
         match &mut self.0 {
             Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
-                guest.call_apply(&mut *store, &events.0).map_err(|e| call_error(e, *timeout))
+                match guest {
+                    Guest::Projector(g) => g
+                        .call_apply(&mut *store, &events.0)
+                        .map(|r| r.map(|()| Vec::new()))
+                        .map_err(|e| call_error(e, *timeout)),
+                    Guest::Reactor(g) => {
+                        g.call_react(&mut *store, &events.0).map_err(|e| call_error(e, *timeout))
+                    }
+                }
             }
             Instance::Native { imp, sql } => {
                 let s = sql.as_ref().ok_or_else(|| CallError::Trap("no database session".into()))?;
                 let _armed = s.guard.arm();
-                Ok(imp.apply(s, events))
+                Ok(imp.apply(s, events).map(|()| Vec::new()))
             }
         }
     }

@@ -7,6 +7,7 @@
 //! from position 1 while the current one keeps answering queries, and the
 //! two are swapped once the new one has caught up with the log.
 
+mod dispatch;
 mod layout;
 mod row_cache;
 mod runner;
@@ -23,17 +24,19 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use dispatch::{CommandStats, RefusedCommand};
 pub use row_cache::RowCache;
 pub use runner::{ErrorPolicy, RunnerOptions};
 pub use status::{DeadLetter, Failure, Rebuild, State, Status};
 pub use store::MetaInfo;
 pub use verify::{Report as VerifyReport, TableReport};
 
+use crate::command::Handlers;
 use crate::db::ReadPool;
 use crate::log::EventLog;
 use crate::metrics::{Metrics, ProjectionMetrics};
-use crate::plugin::ProjectionPlugin;
 use crate::plugin::guard::{Policy, SqlGuard};
+use crate::plugin::{Kind, ProjectionPlugin};
 
 /// Operator requests to a runner. Counters change once per request, so a
 /// runner acts on each exactly once.
@@ -55,6 +58,8 @@ pub(crate) struct Shared {
     public: RwLock<Option<Arc<watch::Sender<u64>>>>,
     control: watch::Sender<Control>,
     metrics: ProjectionMetrics,
+    /// Nudges a reactor's dispatcher after a commit.
+    commands: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -95,9 +100,52 @@ struct Generation {
     db_path: PathBuf,
     shutdown: watch::Sender<bool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// A reactor's dispatcher, while this build is the serving one.
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Generation {
+    /// Starts sending a reactor's commands; only the serving build does.
+    fn dispatch(
+        &self,
+        log: &EventLog,
+        handlers: &Arc<Handlers>,
+        pause_on_refused: bool,
+    ) -> std::io::Result<()> {
+        let Some(plugin) = self.plugin.as_ref().filter(|p| p.kind() == Kind::Reactor) else { return Ok(()) };
+        let mut slot = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() || *self.shutdown.borrow() {
+            return Ok(());
+        }
+        let d = dispatch::Dispatcher {
+            name: plugin.description.name.clone(),
+            db_path: self.db_path.clone(),
+            log: log.clone(),
+            handlers: handlers.clone(),
+            shared: self.shared.clone(),
+            pause_on_refused,
+            shutdown: self.shutdown.subscribe(),
+            rt: tokio::runtime::Handle::current(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("refract-dispatch-{}", plugin.description.name))
+            .spawn(move || d.run())?;
+        *slot = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the runner and the dispatcher, leaving the file serving
+    /// queries.
+    fn halt(&self) {
+        self.shutdown.send_replace(true);
+        self.shared.commands.notify_one();
+        for t in [&self.thread, &self.dispatcher] {
+            if let Some(t) = t.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = t.join();
+            }
+        }
+    }
+
     /// Stops the build and deletes its files once the last read that took
     /// it is done (see [`ReadPool::retire`]).
     fn retire(&self) {
@@ -109,10 +157,7 @@ impl Generation {
         // Read-only connections close first, so the writer's close removes
         // the WAL (see `ReadPool::clear`).
         self.readers.clear();
-        self.shutdown.send_replace(true);
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
-        }
+        self.halt();
     }
 }
 
@@ -332,6 +377,13 @@ impl Projection {
         copied
     }
 
+    /// A reactor's refused commands (in the serving database), oldest
+    /// first.
+    pub fn refused_commands(&self, limit: u64) -> Result<Vec<RefusedCommand>, OpError> {
+        let rows = self.readers().with(|c| dispatch::list_refused(c, limit));
+        rows.and_then(|r| r).map_err(|e| OpError::Storage(e.to_string()))
+    }
+
     /// Dead letters of the serving database, oldest first.
     pub fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, OpError> {
         let pool = self.readers();
@@ -383,6 +435,8 @@ pub struct ProjectionOptions {
     pub default_policy: ErrorPolicy,
     /// Error policy per projection name.
     pub policies: BTreeMap<String, ErrorPolicy>,
+    /// Reactors that pause when one of their commands is refused.
+    pub pause_on_refused: std::collections::BTreeSet<String>,
     /// Delete a projection's databases when its plugin is removed (by
     /// default they are kept, so putting the plugin back resumes).
     pub drop_removed: bool,
@@ -392,18 +446,26 @@ pub struct ProjectionOptions {
 pub struct Projections {
     loaded: RwLock<BTreeMap<String, Arc<Projection>>>,
     log: EventLog,
+    /// Where reactors send their commands.
+    handlers: Arc<Handlers>,
     options: ProjectionOptions,
     metrics: Metrics,
 }
 
 impl Projections {
-    /// An empty set of projections over `log`. What an earlier run left
-    /// behind is removed first: builds that never took over, with their
-    /// WAL and shared-memory files, and `verify`'s scratch databases.
-    pub fn new(log: EventLog, options: ProjectionOptions, metrics: Metrics) -> anyhow::Result<Self> {
+    /// An empty set of projections over `log`, whose reactors send their
+    /// commands to `handlers`. What an earlier run left behind is removed
+    /// first: builds that never took over, with their WAL and
+    /// shared-memory files, and `verify`'s scratch databases.
+    pub fn new(
+        log: EventLog,
+        handlers: Arc<Handlers>,
+        options: ProjectionOptions,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.dir)?;
         sweep(&options.dir);
-        Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, options, metrics })
+        Ok(Self { loaded: RwLock::new(BTreeMap::new()), log, handlers, options, metrics })
     }
 
     /// Starts `plugin`. A projection of the same name already loaded is
@@ -426,12 +488,13 @@ impl Projections {
                 p.status().file
             )),
             None => {
-                tracing::info!(
-                    projection = %name,
-                    version = %plugin.description.version,
-                    file = %plugin.path.display(),
-                    "loaded projection"
-                );
+                let (version, file) = (&plugin.description.version, plugin.path.display());
+                match plugin.kind() {
+                    Kind::Projection => {
+                        tracing::info!(projection = %name, %version, %file, "loaded projection")
+                    }
+                    Kind::Reactor => tracing::info!(reactor = %name, %version, %file, "loaded reactor"),
+                }
                 let p = self.open(Arc::new(plugin)).map_err(|e| format!("cannot start: {e}"))?;
                 self.loaded.write().unwrap_or_else(|p| p.into_inner()).insert(name, p);
                 Ok(())
@@ -449,12 +512,14 @@ impl Projections {
             let path = layout::new_generation(&self.options.dir, &name, &plugin.hash)?;
             layout::set_current(&path)?;
             layout::remove_others(&path);
-            self.start(&plugin, path, Some(checkpoint.clone()))
+            // A reactor new to this log builds its state from the history
+            // already there without answering it.
+            self.start(&plugin, path, Some(checkpoint.clone()), self.log.head())
         };
         let current = match (serving, built_by) {
             (Some(path), Some(hash)) if hash == plugin.hash => {
                 layout::remove_others(&path);
-                self.start(&plugin, path, Some(checkpoint.clone()))?
+                self.start(&plugin, path, Some(checkpoint.clone()), 0)?
             }
             // Built by another version: keep serving it, frozen, while the
             // new version builds.
@@ -482,6 +547,8 @@ impl Projections {
         if rebuild {
             self.rebuild_with(&projection, plugin, true)?;
         }
+        let pause_on_refused = self.options.pause_on_refused.contains(&projection.name);
+        projection.current().dispatch(&self.log, &self.handlers, pause_on_refused)?;
         Ok(projection)
     }
 
@@ -507,13 +574,16 @@ impl Projections {
             db_path: path,
             shutdown: watch::channel(true).0,
             thread: Mutex::new(None),
+            dispatcher: Mutex::new(None),
         }))
     }
 
     fn new_status(&self, plugin: &ProjectionPlugin) -> Status {
         let d = &plugin.description;
+        let kind = plugin.kind();
         Status {
             name: d.name.clone(),
+            kind,
             version: d.version.clone(),
             hash: plugin.hash.clone(),
             file: plugin.path.display().to_string(),
@@ -525,6 +595,7 @@ impl Projections {
             dead_letters: 0,
             error: None,
             rebuild: None,
+            commands: (kind == Kind::Reactor).then(CommandStats::default),
         }
     }
 
@@ -535,6 +606,7 @@ impl Projections {
             public: RwLock::new(None),
             control: watch::channel(Control::default()).0,
             metrics: self.metrics.projection(name),
+            commands: tokio::sync::Notify::new(),
         }
     }
 
@@ -542,12 +614,14 @@ impl Projections {
         self.options.policies.get(name).copied().unwrap_or(self.options.default_policy)
     }
 
-    /// Starts a runner for `plugin` on the database at `path`.
+    /// Starts a runner for `plugin` on the database at `path`; a reactor's
+    /// new database sends commands only for events after `commands_after`.
     fn start(
         &self,
         plugin: &Arc<ProjectionPlugin>,
         path: PathBuf,
         public: Option<Arc<watch::Sender<u64>>>,
+        commands_after: u64,
     ) -> anyhow::Result<Arc<Generation>> {
         let name = plugin.description.name.clone();
         let shared = Arc::new(self.new_shared(self.new_status(plugin), &name));
@@ -563,6 +637,7 @@ impl Projections {
             control: shared.control.subscribe(),
             shutdown: shutdown_rx,
             options: self.options.runner,
+            commands_after,
             rt: tokio::runtime::Handle::current(),
         };
         let thread = std::thread::Builder::new()
@@ -576,6 +651,7 @@ impl Projections {
             db_path: path,
             shutdown,
             thread: Mutex::new(Some(thread)),
+            dispatcher: Mutex::new(None),
         }))
     }
 
@@ -598,7 +674,9 @@ impl Projections {
             return Ok(RebuildStart::AlreadyRunning { build: file_name(&s.db_path) });
         }
         let path = layout::new_generation(&self.options.dir, &p.name, &plugin.hash)?;
-        let shadow = match self.start(&plugin, path.clone(), None) {
+        // A reactor's new build answers only events the serving build has
+        // not (the hand-over at the cut-over settles the rest).
+        let shadow = match self.start(&plugin, path.clone(), None, p.checkpoint()) {
             Ok(s) => s,
             Err(e) => {
                 let _ = store::remove(&path);
@@ -610,8 +688,13 @@ impl Projections {
         if let Some(old) = previous {
             tokio::task::spawn_blocking(move || old.retire());
         }
-        let (p, log) = (p.clone(), self.log.clone());
-        tokio::spawn(async move { cut_over(p, shadow, log).await });
+        let sends = Sends {
+            log: self.log.clone(),
+            handlers: self.handlers.clone(),
+            pause_on_refused: self.options.pause_on_refused.contains(&p.name),
+        };
+        let p = p.clone();
+        tokio::spawn(async move { cut_over(p, shadow, sends).await });
         Ok(RebuildStart::Started { build: file_name(&path) })
     }
 
@@ -747,11 +830,19 @@ fn read_pool(path: &Path) -> ReadPool {
     ReadPool::new(path.to_path_buf(), READ_POOL_IDLE, |c| SqlGuard::install(c, Policy::ReadOnly).map(|_| ()))
 }
 
+/// Where a reactor's serving build sends its commands.
+struct Sends {
+    log: EventLog,
+    handlers: Arc<Handlers>,
+    pause_on_refused: bool,
+}
+
 /// Waits until `shadow` has caught up with the head of the log, then makes
 /// it the serving build of `p`: queries switch to it at once (reads under
 /// way finish on the old file), and the old build is stopped and its file
 /// deleted once the last of those reads is done.
-async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
+async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, sends: Sends) {
+    let log = &sends.log;
     let mut checkpoint = shadow.shared.checkpoint.subscribe();
     let wanted = |p: &Projection| p.builds().shadow.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shadow));
     loop {
@@ -775,6 +866,33 @@ async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
         builds.shadow = None;
         builds.switching = Some(shadow.clone());
     }
+    let reactor = shadow.plugin.as_ref().is_some_and(|p| p.kind() == Kind::Reactor);
+    if reactor {
+        // One build of a reactor sends commands at a time: the old one
+        // stops (it keeps answering queries), and the new one takes over
+        // what it had not sent and answers only what it had not answered.
+        let (old, new) = (p.current(), shadow.db_path.clone());
+        let handed = tokio::task::spawn_blocking(move || {
+            old.halt();
+            dispatch::hand_over(&old.db_path, &new)
+        })
+        .await;
+        match handed {
+            Ok(Ok(upto)) => {
+                tracing::info!(projection = %p.name, upto, "reactor handed over to the new build")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(projection = %p.name, error = %e, "cannot hand the reactor over to the new build; it stops here (restart to retry)");
+                p.builds().switching = None;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(projection = %p.name, error = %e, "the reactor's hand-over panicked");
+                p.builds().switching = None;
+                return;
+            }
+        }
+    }
     if let Err(e) = layout::set_current(&shadow.db_path) {
         tracing::error!(projection = %p.name, error = %e, "cannot switch to the rebuilt database; keeping the old one");
         p.builds().switching = None;
@@ -793,6 +911,9 @@ async fn cut_over(p: Arc<Projection>, shadow: Arc<Generation>, log: EventLog) {
     shadow.shared.publish(reached);
     let old = std::mem::replace(&mut *p.current.write().unwrap_or_else(|e| e.into_inner()), shadow.clone());
     p.builds().switching = None;
+    if let Err(e) = shadow.dispatch(log, &sends.handlers, sends.pause_on_refused) {
+        tracing::error!(projection = %p.name, error = %e, "cannot start sending the reactor's commands");
+    }
     tracing::info!(projection = %p.name, file = %shadow.db_path.display(), "rebuild caught up; now serving");
     let _ = tokio::task::spawn_blocking(move || old.retire()).await;
 }

@@ -10,12 +10,13 @@ use rusqlite::Connection;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use super::dispatch::{self, Record};
 use super::status::{Failure, State};
 use super::store::{self, DeadLetter};
 use super::{Control, Shared};
 use crate::db;
 use crate::log::{Ask, BatchSource, EventLog, ReadError};
-use crate::plugin::{Batch, Event, ProjectionInstance, ProjectionPlugin, SqlSession};
+use crate::plugin::{Batch, Event, Kind, ProjectionInstance, ProjectionPlugin, SqlSession};
 
 /// What a projection does with an event it cannot apply after its retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum, utoipa::ToSchema)]
@@ -73,6 +74,9 @@ pub(super) struct Runner {
     pub control: watch::Receiver<Control>,
     pub shutdown: watch::Receiver<bool>,
     pub options: RunnerOptions,
+    /// For a reactor's new database: send commands only for events after
+    /// this (see `commands.sql`).
+    pub commands_after: u64,
     pub rt: Handle,
 }
 
@@ -106,6 +110,8 @@ struct Work {
     raised_cache: Option<i64>,
     /// Reads of the log that failed in a row.
     read_failures: u32,
+    /// For a reactor: where its commands go.
+    record: Option<Record>,
 }
 
 /// The wait before reading the log again after a failed read; doubles with
@@ -158,7 +164,7 @@ impl Runner {
     }
 
     fn run_inner(&mut self) -> Result<(), String> {
-        let (session, meta) = store::open(&self.db_path, &self.plugin)?;
+        let (session, meta) = store::open(&self.db_path, &self.plugin, self.commands_after)?;
         self.shared.publish(meta.position);
         let dead = store::count_dead_letters(&session.conn()).unwrap_or(0);
         self.shared.update(|s| {
@@ -182,6 +188,8 @@ impl Runner {
             open: None,
             raised_cache: None,
             read_failures: 0,
+            record: (self.plugin.kind() == Kind::Reactor)
+                .then(|| Record { reactor: self.plugin.description.name.clone() }),
         };
         loop {
             // Inside a catch-up transaction, the next batch follows at once;
@@ -318,7 +326,7 @@ impl Runner {
                 }
             };
             let inst = w.instance.take().ok_or("lost the plugin instance")?;
-            let (inst, outcome) = self.apply_batch(inst, &events, None, Some(position))?;
+            let (inst, outcome) = self.apply_batch(inst, &events, None, Some(position), w.record.as_ref())?;
             w.instance = Some(inst);
             if outcome.is_ok() {
                 self.shared.update(|s| s.events_applied += 1);
@@ -341,7 +349,7 @@ impl Runner {
             attempt += 1;
             let inst = w.instance.take().ok_or("lost the plugin instance")?;
             let started = Instant::now();
-            let (inst, outcome) = self.apply_batch(inst, events, Some(upto), None)?;
+            let (inst, outcome) = self.apply_batch(inst, events, Some(upto), None, w.record.as_ref())?;
             w.instance = Some(inst);
             let err = match outcome {
                 Ok(()) => {
@@ -424,7 +432,7 @@ impl Runner {
             Some(_) => Ok(()),
             None => begin(&mut inst),
         }
-        .and_then(|()| apply_events(&mut inst, events, || w.reader.read_ahead()));
+        .and_then(|()| apply_events(&mut inst, events, w.record.as_ref(), || w.reader.read_ahead()));
         match outcome {
             Ok(()) => {
                 w.instance = Some(inst);
@@ -495,6 +503,9 @@ impl Runner {
     fn after_commit(&self, w: &mut Work, checkpoint: u64, applied: u64) {
         w.checkpoint = checkpoint;
         self.shared.publish(checkpoint);
+        if w.record.is_some() {
+            self.shared.commands.notify_one();
+        }
         w.rate.count += applied;
         let elapsed = w.rate.since.elapsed();
         let rate = (elapsed >= Duration::from_secs(1)).then(|| w.rate.count as f64 / elapsed.as_secs_f64());
@@ -522,8 +533,9 @@ impl Runner {
         events: &Batch,
         checkpoint: Option<u64>,
         dead_letter: Option<u64>,
+        record: Option<&Record>,
     ) -> Result<(ProjectionInstance, Result<(), BatchError>), String> {
-        let outcome = attempt(&mut inst, events, checkpoint, dead_letter);
+        let outcome = attempt(&mut inst, events, checkpoint, dead_letter, record);
         if let Err(e) = &outcome {
             inst = self.roll_back(inst, e)?;
         }
@@ -579,9 +591,10 @@ pub(super) fn attempt(
     events: &Batch,
     checkpoint: Option<u64>,
     dead_letter: Option<u64>,
+    record: Option<&Record>,
 ) -> Result<(), BatchError> {
     begin(inst)?;
-    apply_events(inst, events, || {})?;
+    apply_events(inst, events, record, || {})?;
     let session = inst.sql().ok_or_else(lost)?;
     let conn = session.conn();
     if let Some(position) = dead_letter {
@@ -614,12 +627,15 @@ fn begin(inst: &mut ProjectionInstance) -> Result<(), BatchError> {
     inst.sql().ok_or_else(lost)?.conn().execute_batch(super::sql::BEGIN).map_err(storage)
 }
 
-/// Hands `events` to the plugin, inside the open transaction.
+/// Hands `events` to the plugin, inside the open transaction; for a
+/// reactor, records the commands it returned in the same transaction
+/// (`record`; without it they are dropped, as in `verify`'s scratch build).
 /// `applied` runs when the plugin has returned, before its queued
 /// statements are waited for.
 fn apply_events(
     inst: &mut ProjectionInstance,
     events: &Batch,
+    record: Option<&Record>,
     applied: impl FnOnce(),
 ) -> Result<(), BatchError> {
     if events.is_empty() {
@@ -632,7 +648,7 @@ fn apply_events(
     // dropped) before the runner touches the connection again. One that
     // failed belongs to an event at or before the plugin's own failure, so
     // it is the batch's failure.
-    let queued = inst.sql().and_then(|s| s.settle(matches!(outcome, Ok(Ok(())))));
+    let queued = inst.sql().and_then(|s| s.settle(matches!(outcome, Ok(Ok(_)))));
     match (outcome, queued) {
         (Err(e), queued) => {
             Err(BatchError { message: e.to_string(), position: queued.map(|f| f.position), poisoned: true })
@@ -642,7 +658,14 @@ fn apply_events(
             position: Some(f.position),
             poisoned: false,
         }),
-        (Ok(Ok(())), None) => Ok(()),
+        (Ok(Ok(commands)), None) => match record {
+            Some(r) if !commands.is_empty() => {
+                let session = inst.sql().ok_or_else(lost)?;
+                dispatch::record(&session.conn(), r, events, commands)
+                    .map_err(|(message, position)| BatchError { message, position, poisoned: false })
+            }
+            _ => Ok(()),
+        },
         (Ok(Err(e)), None) => {
             Err(BatchError { message: e.message, position: Some(e.position), poisoned: false })
         }

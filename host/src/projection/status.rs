@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 use super::ErrorPolicy;
+use super::dispatch::CommandStats;
+use crate::plugin::Kind;
 
 /// Where a projection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -59,6 +61,8 @@ pub struct Rebuild {
 pub struct Status {
     /// The projection's name.
     pub name: String,
+    /// A projection, or a reactor (which also sends commands).
+    pub kind: Kind,
     /// The plugin's version label.
     pub version: String,
     /// SHA-256 of the plugin's bytes.
@@ -81,6 +85,9 @@ pub struct Status {
     pub error: Option<Failure>,
     /// The new build, while one is under way.
     pub rebuild: Option<Rebuild>,
+    /// For a reactor: what became of its commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandStats>,
 }
 
 /// An event a projection gave up on.

@@ -31,8 +31,14 @@ pub struct Meta {
 /// Opens the database of `plugin` at `path`, ready to apply events.
 ///
 /// A file built by different plugin bytes is deleted and rebuilt from
-/// position 1. Returns the session and where to resume.
-pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta), String> {
+/// position 1. A new file records `commands_after`: a reactor sends
+/// commands only for events after it (see `commands.sql`).
+/// Returns the session and where to resume.
+pub fn open(
+    path: &Path,
+    plugin: &ProjectionPlugin,
+    commands_after: u64,
+) -> Result<(SqlSession, Meta), String> {
     let ctx = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", path.display());
     // A new build's file exists but is empty; only a file that other
     // plugin bytes built is started over.
@@ -59,15 +65,18 @@ pub fn open(path: &Path, plugin: &ProjectionPlugin) -> Result<(SqlSession, Meta)
     let d = &plugin.description;
     let meta = |c: &Connection| {
         c.query_row(sql::READ_META, [], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, r.get::<_, usize>(2)?, r.get::<_, bool>(3)?))
+            Ok((r.get::<_, u64>(1)?, r.get::<_, usize>(2)?, r.get::<_, bool>(3)?))
         })
         .optional()
     };
     if meta(&conn).map_err(|e| ctx("cannot read", e))?.is_none() {
-        conn.execute(sql::INIT_META, params![d.name, d.version, plugin.hash, db::unix_ms()])
+        let tx = conn.transaction().map_err(|e| ctx("cannot initialise", e))?;
+        tx.execute(sql::INIT_META, params![d.name, d.version, plugin.hash, db::unix_ms()])
+            .and_then(|_| tx.execute(sql::SET_COMMANDS_AFTER, [db::sqlite_int(commands_after)]))
+            .and_then(|_| tx.commit())
             .map_err(|e| ctx("cannot initialise", e))?;
     }
-    let (_, position, applied, paused) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
+    let (position, applied, paused) = meta(&conn).map_err(|e| ctx("cannot read", e))?.unwrap_or_default();
     let guard = SqlGuard::install(&mut conn, Policy::Plugin).map_err(|e| ctx("cannot guard", e))?;
     let wal = db::WalThread::start(&mut conn, path, &d.name)
         .map_err(|e| ctx("cannot start the WAL thread for", e))?;
@@ -126,7 +135,7 @@ pub fn read_hash(path: &Path) -> rusqlite::Result<Option<String>> {
     if !has_meta {
         return Ok(None);
     }
-    conn.query_row(sql::READ_META, [], |r| r.get(0)).optional()
+    conn.query_row(sql::READ_HASH, [], |r| r.get(0)).optional()
 }
 
 /// Deletes a database file with its WAL and shared-memory files.

@@ -117,7 +117,7 @@ fn rebuild(
     skip: &BTreeSet<u64>,
     batch_size: usize,
 ) -> Result<Connection, String> {
-    let (session, _) = store::open(path, plugin)?;
+    let (session, _) = store::open(path, plugin, 0)?;
     let mut reader = runner::Reader::open(log, plugin)?;
     let mut inst = plugin.instantiate(Some(session)).map_err(|e| e.to_string())?;
     let mut after = 0;
@@ -128,7 +128,7 @@ fn rebuild(
         reader.read_ahead();
         let Some(last) = events.last_position() else { break };
         let events = if skip.is_empty() { events } else { events.filtered(|e| !skip.contains(&e.position)) };
-        runner::attempt(&mut inst, &events, Some(last), None).map_err(|e| match e.position {
+        runner::attempt(&mut inst, &events, Some(last), None, None).map_err(|e| match e.position {
             Some(p) => format!("the rebuild failed at position {p}: {}", e.message),
             None => format!("the rebuild failed in the batch after position {after}: {}", e.message),
         })?;

@@ -17,7 +17,10 @@ mod frame;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::body::Bytes;
+use bytes::BytesMut;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 pub use frame::{Filter, caught_up_frame, event_frame, fell_behind_frame, head_comment};
@@ -97,27 +100,69 @@ impl Subscriptions {
     /// last frame (if any) is in the returned slot.
     pub fn subscribe(self: &Arc<Self>, after: u64, filter: Filter) -> Option<Subscription> {
         let permit = self.slots.clone().try_acquire_owned().ok()?;
-        let (tx, rx) = mpsc::channel(self.options.buffer.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Queue { tx, queued: Arc::default(), bound: self.options.buffer.max(1) };
+        let queued = queue.queued.clone();
         let last = Arc::new(std::sync::Mutex::new(None));
         let live = self.sender.subscribe();
         let this = self.clone();
         let slot = last.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(frame) = feed(&this, after, &filter, live, &tx).await {
+            if let Some(frame) = feed(&this, after, &filter, live, &queue).await {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame);
             }
         });
-        Some(Subscription { frames: rx, last })
+        Some(Subscription { chunks: rx, queued, last })
     }
 }
 
+/// Most bytes of waiting chunks sent to a client together.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Most events the feed gathers into one chunk from the broadcast.
+const GATHER: usize = 64;
+
 /// A subscriber's frames, and the frame that ends them.
 pub struct Subscription {
-    pub frames: mpsc::Receiver<Bytes>,
+    chunks: mpsc::UnboundedReceiver<(Bytes, usize)>,
+    /// Frames queued and not yet taken (see [`Queue`]).
+    queued: Arc<AtomicUsize>,
     /// Set when the feed ends on purpose (`fell-behind`), read once the
     /// frames before it are taken.
-    pub last: Arc<std::sync::Mutex<Option<Bytes>>>,
+    last: Arc<std::sync::Mutex<Option<Bytes>>>,
+}
+
+impl Subscription {
+    /// The frames to send next, as one chunk: everything already waiting
+    /// (up to 64 KiB), so a subscriber served late costs one write, not
+    /// one per event. After the last frame, `None`.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        let Some((first, n)) = self.chunks.recv().await else {
+            return self.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        };
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        let Ok((next, n)) = self.chunks.try_recv() else { return Some(first) };
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        let mut chunk = BytesMut::with_capacity(4 * (first.len() + next.len()));
+        chunk.extend_from_slice(&first);
+        chunk.extend_from_slice(&next);
+        while chunk.len() < COALESCE_BYTES
+            && let Ok((more, n)) = self.chunks.try_recv()
+        {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            chunk.extend_from_slice(&more);
+        }
+        Some(chunk.freeze())
+    }
+}
+
+/// The feed's side of a subscriber's queue: chunks of frames, with a count
+/// of the frames waiting in it, bounded by `--subscriber-buffer`.
+struct Queue {
+    tx: mpsc::UnboundedSender<(Bytes, usize)>,
+    queued: Arc<AtomicUsize>,
+    bound: usize,
 }
 
 /// Reads every event once and broadcasts it, while anyone listens.
@@ -161,6 +206,41 @@ async fn tail(log: EventLog, sender: broadcast::Sender<Arc<Broadcast>>) {
     }
 }
 
+/// Frames gathered from the broadcast into one chunk.
+#[derive(Default)]
+struct Gathered {
+    one: Option<Bytes>,
+    more: Option<BytesMut>,
+    n: usize,
+}
+
+impl Gathered {
+    fn push(&mut self, frame: Bytes) {
+        self.n += 1;
+        match (&mut self.one, &mut self.more) {
+            (None, None) => self.one = Some(frame),
+            (Some(first), None) => {
+                let mut b = BytesMut::with_capacity(GATHER.min(8) * (first.len() + frame.len()));
+                b.extend_from_slice(first);
+                b.extend_from_slice(&frame);
+                self.one = None;
+                self.more = Some(b);
+            }
+            (_, Some(b)) => b.extend_from_slice(&frame),
+        }
+    }
+
+    /// The chunk and how many frames it holds, if any; empties it.
+    fn take(&mut self) -> Option<(Bytes, usize)> {
+        let n = std::mem::take(&mut self.n);
+        match (self.one.take(), self.more.take()) {
+            (Some(one), _) => Some((one, n)),
+            (None, Some(b)) => Some((b.freeze(), n)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Why a feed stopped sending.
 enum Stop {
     /// The client went away.
@@ -169,14 +249,18 @@ enum Stop {
     FellBehind(u64),
 }
 
-/// Queues `frame` for the client without waiting; `Err` if it cannot take
-/// it. `resume_after` is where a client that missed it resumes.
-fn offer(tx: &mpsc::Sender<Bytes>, frame: Bytes, resume_after: u64) -> Result<(), Stop> {
-    match tx.try_send(frame) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::FellBehind(resume_after)),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Gone),
+/// Queues `frames` (a chunk of `n` frames) for the client without waiting;
+/// `Err` if it cannot take them. `resume_after` is where a client that
+/// missed them resumes.
+fn offer(q: &Queue, frames: Bytes, n: usize, resume_after: u64) -> Result<(), Stop> {
+    if q.tx.is_closed() {
+        return Err(Stop::Gone);
     }
+    if q.queued.load(Ordering::Acquire) + n > q.bound {
+        return Err(Stop::FellBehind(resume_after));
+    }
+    q.queued.fetch_add(n, Ordering::AcqRel);
+    q.tx.send((frames, n)).map_err(|_| Stop::Gone)
 }
 
 /// Feeds one subscriber until it goes or falls behind; returns the frame
@@ -186,9 +270,9 @@ async fn feed(
     after: u64,
     filter: &Filter,
     mut live: broadcast::Receiver<Arc<Broadcast>>,
-    tx: &mpsc::Sender<Bytes>,
+    q: &Queue,
 ) -> Option<Bytes> {
-    match run(subs, after, filter, &mut live, tx).await {
+    match run(subs, after, filter, &mut live, q).await {
         Stop::Gone => None,
         Stop::FellBehind(resume_after) => Some(fell_behind_frame(resume_after)),
     }
@@ -199,7 +283,7 @@ async fn run(
     after: u64,
     filter: &Filter,
     live: &mut broadcast::Receiver<Arc<Broadcast>>,
-    tx: &mpsc::Sender<Bytes>,
+    q: &Queue,
 ) -> Stop {
     // The last position this subscriber has been given or passed over.
     let mut last = after;
@@ -218,14 +302,14 @@ async fn run(
                     tracing::debug!(error = %e, "a subscription cannot read the log; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                        _ = tx.closed() => return Stop::Gone,
+                        _ = q.tx.closed() => return Stop::Gone,
                     }
                 }
             };
             let full = events.len() as u64 == PAGE;
             for e in &events {
                 if filter.admits(&e.stream_id, &e.event_type)
-                    && let Err(stop) = offer(tx, event_frame(e), e.position - 1)
+                    && let Err(stop) = offer(q, event_frame(e), 1, e.position - 1)
                 {
                     return stop;
                 }
@@ -239,35 +323,60 @@ async fn run(
         }
         if !caught_up {
             caught_up = true;
-            if let Err(stop) = offer(tx, caught_up_frame(last), last) {
+            if let Err(stop) = offer(q, caught_up_frame(last), 1, last) {
                 return stop;
             }
         }
         // Live, from the broadcast, until it skips past this subscriber.
-        loop {
-            tokio::select! {
-                got = live.recv() => match got {
+        // Events already broadcast when this one arrives go in the same
+        // chunk (up to [`GATHER`]).
+        let mut gathered = Gathered::default();
+        'live: loop {
+            let mut got = tokio::select! {
+                got = live.recv() => got,
+                _ = heartbeat.tick() => {
+                    let head = subs.log.head();
+                    if let Err(stop) = offer(q, head_comment(head), 1, last) {
+                        return stop;
+                    }
+                    continue;
+                }
+                _ = q.tx.closed() => return Stop::Gone,
+            };
+            let resume_after = last;
+            let gap = loop {
+                match got {
                     Ok(b) if b.position <= last => {}
                     Ok(b) if b.position == last + 1 => {
-                        if filter.admits(&b.stream_id, &b.event_type)
-                            && let Err(stop) = offer(tx, b.frame.clone(), last)
-                        {
-                            return stop;
+                        if filter.admits(&b.stream_id, &b.event_type) {
+                            gathered.push(b.frame.clone());
                         }
                         last = b.position;
                     }
                     // Events between are missing (this subscriber lagged
                     // the broadcast): read them from the log.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break true,
                     Err(broadcast::error::RecvError::Closed) => return Stop::Gone,
-                },
-                _ = heartbeat.tick() => {
-                    let head = subs.log.head();
-                    if let Err(stop) = offer(tx, head_comment(head), last) {
-                        return stop;
-                    }
                 }
-                _ = tx.closed() => return Stop::Gone,
+                if gathered.n >= GATHER {
+                    break false;
+                }
+                got = match live.try_recv() {
+                    Ok(b) => Ok(b),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                    Err(broadcast::error::TryRecvError::Empty) => break false,
+                };
+            };
+            if let Some((frames, n)) = gathered.take()
+                && let Err(stop) = offer(q, frames, n, resume_after)
+            {
+                return stop;
+            }
+            if gap {
+                break 'live;
             }
         }
     }

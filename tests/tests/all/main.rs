@@ -22,6 +22,7 @@ mod openapi;
 mod operations;
 mod outbox;
 mod queued_writes;
+mod sagas;
 mod scale_out;
 mod soak;
 mod subscriptions;

@@ -19,6 +19,10 @@ pub const ORDER_SUMMARY: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY");
 pub const CUSTOMER_STATS: &str = env!("REFRACT_PLUGIN_CUSTOMER_STATS");
 /// The command handler built from `plugins/orders`.
 pub const ORDERS: &str = env!("REFRACT_PLUGIN_ORDERS");
+/// The command handler built from `plugins/inventory`.
+pub const INVENTORY: &str = env!("REFRACT_PLUGIN_INVENTORY");
+/// The reactor built from `plugins/fulfilment`.
+pub const FULFILMENT: &str = env!("REFRACT_PLUGIN_FULFILMENT");
 /// A command handler that traps, loops or returns malformed events.
 pub const BAD_HANDLER: &str = env!("REFRACT_PLUGIN_BAD_HANDLER");
 /// Version 2 of order-summary: one more column, tolerant of shipments
