@@ -40,6 +40,10 @@ pub struct Config {
     pub log: LogOptions,
     /// Time and memory bounds of plugin calls.
     pub sandbox: SandboxLimits,
+    /// The `refract` binary that compiles large components in a process of
+    /// its own (see `PluginEngine::with_compiler`); `None` compiles them
+    /// in-process.
+    pub compiler: Option<PathBuf>,
     /// Projection batching and retries.
     pub runner: RunnerOptions,
     /// HTTP limits.
@@ -76,6 +80,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             log: LogOptions::default(),
             sandbox: SandboxLimits::default(),
+            compiler: None,
             runner: RunnerOptions::default(),
             http: HttpOptions::default(),
             subscribe: SubscribeOptions::default(),
@@ -149,7 +154,8 @@ impl App {
             .with_context(|| format!("while opening the event log {location}"))?;
         tracing::info!(log = %location, backend = log.backend(), head = log.head(), "event log open");
         let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
-            .context("while creating the wasm engine")?;
+            .context("while creating the wasm engine")?
+            .with_compiler(config.compiler.clone());
         let handlers = Arc::new(Handlers::default());
         let projections = Projections::new(
             log.clone(),

@@ -1,7 +1,8 @@
-//! The developer loop: `refract dev` builds the plugin crates of a source
-//! directory for wasm32-wasip2, serves them, and rebuilds and hot-reloads a
-//! crate whenever its source changes; `refract new` scaffolds a plugin
-//! crate.
+//! The developer loop: `refract dev` builds the plugins of a source
+//! directory — Rust crates for wasm32-wasip2, TypeScript and Python
+//! projects with the SDKs of `guest-sdk/` — serves them, and rebuilds and
+//! hot-reloads a plugin whenever its source changes; `refract new`
+//! scaffolds a plugin in any of the three.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,17 +10,30 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
-use refract_plugin_build::{Build, BuildError, package_name, plugin_crates};
+use refract_plugin_build::{Build, BuildError, Sdks, lang_of, package_name};
 
-/// Builds the plugin crate in `dir` and installs its component into
-/// `plugins_dir` (written to a hidden file, then renamed, so the server
-/// never sees half a file). `capture` keeps cargo's output for the error.
+/// Builds the plugin in `dir` (a Rust crate, a TypeScript or a Python
+/// project) and installs its component into `plugins_dir` (written to a
+/// hidden file, then renamed, so the server never sees half a file).
+/// `capture` keeps the build's output for the error.
 pub fn build_plugin(
     dir: &Path,
     target_dir: &Path,
     plugins_dir: &Path,
     capture: bool,
 ) -> anyhow::Result<PathBuf> {
+    let lang = lang_of(dir).with_context(|| format!("{} is not a plugin project", dir.display()))?;
+    if lang != refract_plugin_build::Lang::Rust {
+        let name = dir.file_name().context("a plugin directory has a name")?.to_string_lossy().into_owned();
+        tracing::info!(plugin = %name, lang = lang.as_str(), "building");
+        std::fs::create_dir_all(plugins_dir)
+            .with_context(|| format!("while creating {}", plugins_dir.display()))?;
+        let tmp = plugins_dir.join(format!(".{name}.wasm.tmp"));
+        let dest = plugins_dir.join(format!("{name}.wasm"));
+        Sdks::locate().build(lang, dir, &std::path::absolute(&tmp)?, capture)?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("while installing {}", dest.display()))?;
+        return Ok(dest);
+    }
     let package = package_name(dir)?;
     tracing::info!(plugin = %package, "building for {}", refract_plugin_build::TARGET);
     let build = Build {
@@ -38,13 +52,17 @@ pub fn build_plugin(
     Ok(dest)
 }
 
-/// Builds every plugin crate directly below `source` into `plugins_dir`.
+/// Builds every plugin directly below `source` into `plugins_dir`.
 pub fn build_plugins(source: &Path, target_dir: &Path, plugins_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let crates = plugin_crates(source)
-        .with_context(|| format!("while listing plugin crates in {}", source.display()))?;
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(source)
+        .with_context(|| format!("while listing plugins in {}", source.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| lang_of(p).is_some())
+        .collect();
+    crates.sort();
     anyhow::ensure!(
         !crates.is_empty(),
-        "no plugin crates (directories with a Cargo.toml) in {}",
+        "no plugins in {} (directories with a Cargo.toml, a src/index.ts or an app.py)",
         source.display()
     );
     crates.iter().map(|dir| build_plugin(dir, target_dir, plugins_dir, false)).collect()
@@ -97,16 +115,32 @@ pub fn watch_sources(
     Ok(watcher)
 }
 
-/// The plugin crate under `source` that `changed` belongs to, ignoring
-/// build outputs.
+/// The plugin under `source` that `changed` belongs to, ignoring build
+/// outputs, installed packages and caches.
 fn crate_of(source: &Path, changed: &Path) -> Option<PathBuf> {
     let rel = changed.strip_prefix(source).ok()?;
     let first = rel.components().next()?;
-    if rel.components().any(|c| c.as_os_str() == "target") {
+    let ignored = ["target", "node_modules", "__pycache__", ".venv"];
+    if rel.components().any(|c| ignored.iter().any(|i| c.as_os_str() == *i)) {
+        return None;
+    }
+    if rel.extension().is_some_and(|e| e == "wasm" || e == "tmp") {
         return None;
     }
     let dir = source.join(first);
-    dir.join("Cargo.toml").is_file().then_some(dir)
+    lang_of(&dir).is_some().then_some(dir)
+}
+
+/// The language `refract new` writes a plugin in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate (built with cargo for wasm32-wasip2).
+    #[default]
+    Rust,
+    /// A TypeScript project (built with componentize-js).
+    Ts,
+    /// A Python project (built with componentize-py).
+    Python,
 }
 
 /// What `refract new` scaffolds.
@@ -118,9 +152,9 @@ pub enum Kind {
     Handler,
 }
 
-/// Creates a plugin crate `name` of `kind` in `parent`, depending on the
-/// SDK at `sdk`. The crate builds and its unit test passes as generated.
-pub fn scaffold(kind: Kind, name: &str, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+/// Creates a plugin `name` of `kind` in `lang` in `parent`, using the SDKs
+/// at `sdk` (`guest-sdk/`). It builds and its test passes as generated.
+pub fn scaffold(kind: Kind, lang: Lang, name: &str, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -131,6 +165,11 @@ pub fn scaffold(kind: Kind, name: &str, parent: &Path, sdk: &Path) -> anyhow::Re
     let dir = parent.join(name);
     if dir.exists() {
         bail!("{} already exists", dir.display());
+    }
+    match lang {
+        Lang::Rust => {}
+        Lang::Ts => return scaffold_ts(kind, name, &dir, sdk),
+        Lang::Python => return scaffold_python(kind, name, &dir),
     }
     std::fs::create_dir_all(dir.join("src"))?;
     let ident: String = name
@@ -165,4 +204,72 @@ serde_json = "1"
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), source.replace("__NAME__", name).replace("Template", &ident))?;
     Ok(dir)
+}
+
+fn scaffold_ts(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let (source, test) = match kind {
+        Kind::Projection => {
+            (include_str!("templates/ts/projection.ts"), include_str!("templates/ts/projection.test.ts"))
+        }
+        Kind::Handler => {
+            (include_str!("templates/ts/handler.ts"), include_str!("templates/ts/handler.test.ts"))
+        }
+    };
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("test"))?;
+    std::fs::write(dir.join("src/index.ts"), source.replace("__NAME__", name))?;
+    std::fs::write(dir.join(format!("test/{name}.test.ts")), test)?;
+    let js = sdk.join("js");
+    let manifest = serde_json::json!({
+        "name": name,
+        "version": "0.1.0",
+        "private": true,
+        "type": "module",
+        "scripts": {
+            "build": format!("node {} build . -o {name}.wasm", js.join("bin/refract-js.mjs").display()),
+            "test": format!("node {} test test", js.join("bin/refract-js.mjs").display()),
+        },
+    });
+    std::fs::write(dir.join("package.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
+    // Editors find the SDK's types through the same paths the build uses.
+    let tsconfig = serde_json::json!({
+        "compilerOptions": {
+            "target": "es2022",
+            "module": "esnext",
+            "moduleResolution": "bundler",
+            "allowImportingTsExtensions": true,
+            "noEmit": true,
+            "strict": true,
+            "paths": {
+                "refract-sdk": [js.join("src/index.ts")],
+                "refract-sdk/testing": [js.join("src/testing.ts")],
+            },
+        },
+        "include": ["src", "test"],
+    });
+    std::fs::write(dir.join("tsconfig.json"), serde_json::to_string_pretty(&tsconfig)? + "\n")?;
+    Ok(dir.to_path_buf())
+}
+
+fn scaffold_python(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    let ident: String = name
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    let (source, test) = match kind {
+        Kind::Projection => (
+            include_str!("templates/python/projection.py"),
+            include_str!("templates/python/projection_test.py"),
+        ),
+        Kind::Handler => {
+            (include_str!("templates/python/handler.py"), include_str!("templates/python/handler_test.py"))
+        }
+    };
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("app.py"), source.replace("__NAME__", name).replace("Template", &ident))?;
+    std::fs::write(dir.join("test_app.py"), test)?;
+    Ok(dir.to_path_buf())
 }

@@ -42,10 +42,14 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
-    /// Scaffold a plugin crate that builds and has a passing unit test.
+    /// Scaffold a plugin (Rust, TypeScript or Python) that builds and has a
+    /// passing test.
     New {
         /// `projection` or `handler`.
         kind: refract::dev::Kind,
+        /// The language: `rust`, `ts` or `python`.
+        #[arg(long, value_enum, default_value_t)]
+        lang: refract::dev::Lang,
         /// The plugin's name (lowercase, digits, '-').
         name: String,
         /// Directory to create the crate in.
@@ -102,6 +106,19 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Compile a component into a server's code cache (run by the server
+    /// itself for large components, so their compile's memory dies with
+    /// this process).
+    #[command(hide = true)]
+    Compile {
+        #[arg(long)]
+        cache: PathBuf,
+        #[arg(long)]
+        memory_bytes: usize,
+        #[arg(long)]
+        max_instances: u32,
+        file: PathBuf,
     },
     /// Copy an SQLite event log into an empty PostgreSQL log, keeping
     /// positions, stream versions, data and metadata bytes, recording
@@ -362,6 +379,7 @@ impl ServeArgs {
         c.sandbox.call_timeout = Duration::from_millis(self.call_timeout_ms.max(1));
         c.sandbox.memory_bytes = self.memory_mib.max(1) << 20;
         c.sandbox.max_instances = self.max_instances;
+        c.compiler = std::env::current_exe().ok();
         c.http.max_body_bytes = self.max_body;
         c.http.max_answer_bytes = self.max_answer_bytes as usize;
         c.http.max_wait = Duration::from_millis(self.max_wait_ms);
@@ -398,13 +416,25 @@ fn main() -> anyhow::Result<()> {
             tracing::info!(source = %source.display(), "watching plugin sources; saving a file rebuilds and reloads its plugin");
             serve
         }
-        Command::New { kind, name, dir } => {
-            let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        Command::New { kind, lang, name, dir } => {
+            let sdk = std::env::var_os("REFRACT_SDK")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"));
             let sdk = sdk.canonicalize().unwrap_or(sdk);
-            let created = refract::dev::scaffold(kind, &name, &dir, &sdk)?;
+            let created = refract::dev::scaffold(kind, lang, &name, &dir, &sdk)?;
+            let test = match lang {
+                refract::dev::Lang::Rust => {
+                    format!("cargo test --manifest-path {}/Cargo.toml", created.display())
+                }
+                refract::dev::Lang::Ts => format!("npm test --prefix {}", created.display()),
+                refract::dev::Lang::Python => format!(
+                    "cd {} && PYTHONPATH={} python3 -m unittest",
+                    created.display(),
+                    sdk.join("python").display()
+                ),
+            };
             println!(
-                "created {}; test it with `cargo test --manifest-path {}/Cargo.toml`",
-                created.display(),
+                "created {}; test it with `{test}`; `refract dev` builds and serves it",
                 created.display()
             );
             return Ok(());
@@ -428,6 +458,11 @@ fn main() -> anyhow::Result<()> {
                 refract::log::postgres::redact(&to)
             );
             return Ok(());
+        }
+        Command::Compile { cache, memory_bytes, max_instances, file } => {
+            let limits = refract::plugin::SandboxLimits { memory_bytes, max_instances, ..Default::default() };
+            return refract::plugin::compile_into_cache(&cache, &limits, &file)
+                .with_context(|| format!("while compiling {}", file.display()));
         }
         Command::Verify { name, remote } => {
             if remote.client().verify(&name)? {

@@ -8,6 +8,10 @@
 //!
 //! Only `std` is used: this crate is a build dependency and must stay cheap.
 
+mod polyglot;
+
+pub use polyglot::{Lang, Sdks, lang_of, plugin_dirs};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,6 +50,8 @@ pub enum BuildError {
     /// The build succeeded but the expected `.wasm` file is not there (the
     /// crate is probably missing `crate-type = ["cdylib"]`).
     Missing(PathBuf),
+    /// A tool a TypeScript or Python plugin needs is not installed.
+    ToolMissing { tool: String, install: String },
 }
 
 impl fmt::Display for BuildError {
@@ -65,6 +71,7 @@ impl fmt::Display for BuildError {
             BuildError::Manifest { path, reason } => {
                 write!(f, "cannot read plugin manifest {}: {reason}", path.display())
             }
+            BuildError::ToolMissing { tool, install } => write!(f, "{tool} is not installed: {install}"),
             BuildError::Missing(path) => write!(
                 f,
                 "build succeeded but {} was not produced; does the crate set crate-type = [\"cdylib\"]?",

@@ -8,7 +8,7 @@ use wasmtime::component::InstancePre;
 
 use super::bindings::exports::refract::plugin::decider::{self, Command, Description, NewEvent, Rejection};
 use super::bindings::refract::plugin::types::Event;
-use super::{CallError, PluginEngine, PluginState, call_error};
+use super::{CallError, PluginEngine, PluginState, call_error, finish};
 
 /// A command handler compiled into the host: the WIT `decider` contract,
 /// called directly (the benchmarks' native twins).
@@ -53,7 +53,8 @@ impl HandlerPlugin {
     ) -> Result<(wasmtime::Store<PluginState>, decider::Guest), CallError> {
         let timeout = engine.limits.call_timeout;
         let mut store = engine.store(name, None);
-        let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
+        let instance = pre.instantiate(&mut store);
+        let instance = finish(store.data(), instance, timeout)?;
         let guest = indices.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?;
         Ok((store, guest))
     }
@@ -62,7 +63,8 @@ impl HandlerPlugin {
         match &self.code {
             Code::Wasm { engine, pre, indices } => {
                 let (mut store, guest) = Self::instance(engine, pre, indices, &self.description.name)?;
-                guest.call_describe(&mut store).map_err(|e| call_error(e, engine.limits.call_timeout))
+                let r = guest.call_describe(&mut store);
+                finish(store.data(), r, engine.limits.call_timeout)
             }
             Code::Native(imp) => Ok(imp.describe()),
         }
@@ -90,9 +92,8 @@ impl HandlerPlugin {
         match &self.code {
             Code::Wasm { engine, pre, indices } => {
                 let (mut store, guest) = Self::instance(engine, pre, indices, &self.description.name)?;
-                guest
-                    .call_handle(&mut store, command, history)
-                    .map_err(|e| call_error(e, engine.limits.call_timeout))
+                let r = guest.call_handle(&mut store, command, history);
+                finish(store.data(), r, engine.limits.call_timeout)
             }
             Code::Native(imp) => Ok(imp.handle(command, history)),
         }

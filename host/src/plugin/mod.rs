@@ -12,6 +12,7 @@ mod deferred;
 mod engine;
 pub mod guard;
 mod handler;
+mod output;
 mod packed;
 mod projection;
 mod state;
@@ -156,6 +157,24 @@ pub struct PluginEngine {
     limits: SandboxLimits,
     /// With a pool: what of it is in use.
     slots: Option<Arc<Slots>>,
+    /// Where compiled code is cached, and the `refract` binary that
+    /// compiles large components into that cache in a process of its own.
+    cache_dir: Option<PathBuf>,
+    compiler: Option<PathBuf>,
+}
+
+/// Components at least this large are compiled in a child process (see
+/// [`PluginEngine::with_compiler`]): TypeScript and Python plugins carry
+/// their language's runtime, 12-18 MiB of it.
+const CHILD_COMPILE_BYTES: usize = 4 << 20;
+
+/// Compiles the component in `file` into the code cache in `cache_dir`,
+/// with the engine `limits` make: what `refract compile` runs for a
+/// server's [`PluginEngine::with_compiler`].
+pub fn compile_into_cache(cache_dir: &Path, limits: &SandboxLimits, file: &Path) -> anyhow::Result<()> {
+    let engine = engine::new_engine(Some(cache_dir), limits)?;
+    Component::from_file(&engine, file)?;
+    Ok(())
 }
 
 impl PluginEngine {
@@ -168,9 +187,11 @@ impl PluginEngine {
         let engine = engine::new_engine(cache_dir, &limits)?;
         let mut projection = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut projection)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut projection)?;
         bindings::Plugins::add_to_linker::<_, HasSelf<PluginState>>(&mut projection, |s| s)?;
         let mut handler = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut handler)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut handler)?;
         types::add_to_linker::<_, HasSelf<PluginState>>(&mut handler, |s| s)?;
         log::add_to_linker::<_, HasSelf<PluginState>>(&mut handler, |s| s)?;
         Ok(Self {
@@ -178,6 +199,8 @@ impl PluginEngine {
             projection_linker: Arc::new(projection),
             handler_linker: Arc::new(handler),
             limits,
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            compiler: None,
             slots: (limits.max_instances > 0).then(|| {
                 let commands = limits.command_instances();
                 Arc::new(Slots {
@@ -215,6 +238,58 @@ impl PluginEngine {
         slots.commands.clone().acquire_owned().await.ok()
     }
 
+    /// Compiles large components in a child process running `refract`
+    /// (the binary at `exe`) into the code cache, and loads them from the
+    /// cache: a 12-18 MiB component's compile takes hundreds of MiB on
+    /// Cranelift's threads, which the server would otherwise keep. Needs a
+    /// cache directory; without one, or if the child fails, the server
+    /// compiles in-process.
+    pub fn with_compiler(mut self, exe: Option<PathBuf>) -> Self {
+        self.compiler = exe;
+        self
+    }
+
+    /// Compiles `bytes` into the code cache in a child process, if this
+    /// engine has a compiler and the component is large; whether it did.
+    fn compile_in_child(&self, bytes: &[u8]) -> bool {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let (Some(exe), Some(cache)) = (&self.compiler, &self.cache_dir) else { return false };
+        if bytes.len() < CHILD_COMPILE_BYTES {
+            return false;
+        }
+        let file = cache.join(format!(
+            "compiling-{}-{}.wasm",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let run = || -> anyhow::Result<()> {
+            std::fs::create_dir_all(cache)?;
+            std::fs::write(&file, bytes)?;
+            let out = std::process::Command::new(exe)
+                .arg("compile")
+                .arg("--cache")
+                .arg(cache)
+                .arg("--memory-bytes")
+                .arg(self.limits.memory_bytes.to_string())
+                .arg("--max-instances")
+                .arg(self.limits.max_instances.to_string())
+                .arg(&file)
+                .output()?;
+            anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+            Ok(())
+        };
+        let done = run();
+        let _ = std::fs::remove_file(&file);
+        match done {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "compiling in a child process failed; compiling here");
+                false
+            }
+        }
+    }
+
     /// The limits every call runs under.
     pub fn limits(&self) -> SandboxLimits {
         self.limits
@@ -230,6 +305,7 @@ impl PluginEngine {
     /// Like [`PluginEngine::load`], for bytes already read from `path`.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let hash = hex(&Sha256::digest(bytes));
+        self.compile_in_child(bytes);
         let component =
             Component::new(&self.engine, bytes).map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
         let link = |linker: &Linker<PluginState>| {
@@ -324,6 +400,16 @@ fn validate_types(what: &str, types: &[String]) -> Result<(), LoadError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ends a call: logs what the plugin wrote and, when the call failed,
+/// gives the reason with the end of the plugin's stderr.
+fn finish<T>(state: &PluginState, r: wasmtime::Result<T>, timeout: Duration) -> Result<T, CallError> {
+    let stderr = state.output.flush_to_log(state.name());
+    r.map_err(|e| match call_error(e, timeout) {
+        CallError::Trap(m) => CallError::Trap(output::with_stderr(m, &stderr)),
+        other => other,
+    })
 }
 
 fn call_error(e: wasmtime::Error, timeout: Duration) -> CallError {

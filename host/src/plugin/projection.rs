@@ -16,7 +16,7 @@ use wasmtime::component::InstancePre;
 use super::batch::Batch;
 use super::bindings::exports::refract::plugin::projector::{self, ApplyError, Description};
 use super::bindings::exports::refract::plugin::reactor;
-use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, call_error, engine};
+use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, call_error, engine, finish};
 
 /// A projection compiled into the host: the same contract as the WIT
 /// `projector` interface, called directly.
@@ -91,7 +91,8 @@ impl ProjectionPlugin {
                 let slot = engine.projection_slot()?;
                 let mut store = engine.store(&self.description.name, sql);
                 let timeout = engine.limits.call_timeout;
-                let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, timeout))?;
+                let instance = pre.instantiate(&mut store);
+                let instance = finish(store.data(), instance, timeout)?;
                 let guest = match indices {
                     Exports::Projector(i) => {
                         Guest::Projector(i.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?)
@@ -137,18 +138,16 @@ impl ProjectionInstance {
             Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
-                match guest {
-                    Guest::Projector(g) => g.call_describe(&mut *store).map_err(|e| call_error(e, *timeout)),
-                    Guest::Reactor(g) => g
-                        .call_describe(&mut *store)
-                        .map(|d| Description {
-                            name: d.name,
-                            version: d.version,
-                            event_types: d.event_types,
-                            migrations: d.migrations,
-                        })
-                        .map_err(|e| call_error(e, *timeout)),
-                }
+                let r = match guest {
+                    Guest::Projector(g) => g.call_describe(&mut *store),
+                    Guest::Reactor(g) => g.call_describe(&mut *store).map(|d| Description {
+                        name: d.name,
+                        version: d.version,
+                        event_types: d.event_types,
+                        migrations: d.migrations,
+                    }),
+                };
+                finish(store.data(), r, *timeout)
             }
             Instance::Native { imp, .. } => Ok(imp.describe()),
         }
@@ -163,15 +162,13 @@ impl ProjectionInstance {
             Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));
                 store.data_mut().new_call();
-                match guest {
-                    Guest::Projector(g) => g
-                        .call_apply(&mut *store, &events.0)
-                        .map(|r| r.map(|()| Vec::new()))
-                        .map_err(|e| call_error(e, *timeout)),
-                    Guest::Reactor(g) => {
-                        g.call_react(&mut *store, &events.0).map_err(|e| call_error(e, *timeout))
+                let r = match guest {
+                    Guest::Projector(g) => {
+                        g.call_apply(&mut *store, &events.0).map(|r| r.map(|()| Vec::new()))
                     }
-                }
+                    Guest::Reactor(g) => g.call_react(&mut *store, &events.0),
+                };
+                finish(store.data(), r, *timeout)
             }
             Instance::Native { imp, sql } => {
                 let s = sql.as_ref().ok_or_else(|| CallError::Trap("no database session".into()))?;

@@ -10,6 +10,8 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::output::Output;
+
 use super::bindings::refract::plugin::log::{self, Level};
 use super::bindings::refract::plugin::sql::{self, Rows, SqlError};
 use super::bindings::refract::plugin::types::{self, Value};
@@ -108,6 +110,12 @@ pub struct PluginState {
     plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http`, linked so that components built with it load; every
+    /// outgoing request is refused.
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: RefuseHttp,
+    /// What the plugin writes to stdout and stderr during a call.
+    pub(super) output: Output,
     pub(super) limits: StoreLimits,
     sql: Option<SqlSession>,
     /// Log messages written by the current call.
@@ -116,7 +124,23 @@ pub struct PluginState {
 
 impl PluginState {
     pub(super) fn new(plugin: Arc<str>, limits: StoreLimits, sql: Option<SqlSession>) -> Self {
-        Self { plugin, wasi: sandbox(), table: ResourceTable::new(), limits, sql, logged: 0 }
+        let output = Output::default();
+        Self {
+            plugin,
+            wasi: sandbox(&output),
+            table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: RefuseHttp,
+            output,
+            limits,
+            sql,
+            logged: 0,
+        }
+    }
+
+    /// The plugin's name.
+    pub(super) fn name(&self) -> &str {
+        &self.plugin
     }
 
     /// Starts the log budget of a new call.
@@ -137,12 +161,14 @@ impl PluginState {
 
 /// The WASI context of every plugin: no preopened directories (no files),
 /// no environment variables, no arguments, no sockets (TCP, UDP and name
-/// lookup all off), stdin empty, stdout and stderr discarded. The wall
+/// lookup all off), stdin empty, stdout and stderr captured into `output`
+/// (see [`Output`]). The wall
 /// clock is frozen at the Unix epoch and random numbers come from a fixed
 /// seed, so a plugin cannot make its output depend on when or how often it
 /// runs; only the monotonic clock is real (it can measure, not date).
-fn sandbox() -> WasiCtx {
+fn sandbox(output: &Output) -> WasiCtx {
     let mut b = WasiCtx::builder();
+    b.stdout(output.stdout.clone()).stderr(output.stderr.clone());
     b.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -197,6 +223,42 @@ impl rand_core::TryRng for SplitMix64 {
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for PluginState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// `wasi:http`'s outgoing handler for plugins: refuses every request, so a
+/// network attempt fails inside the sandbox with `HTTP-request-denied`
+/// instead of the plugin failing to load.
+struct RefuseHttp;
+
+type HttpIo = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for RefuseHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _io: HttpIo,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (http::Response<wasmtime_wasi_http::WasiBody>, HttpIo),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::warn!(uri = %request.uri(), "a plugin tried an outgoing HTTP request; refused");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -136,3 +136,67 @@ fn scaffold_dev_hot_reload_and_the_operator_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no projection named"));
 }
+
+fn scaffold_in(kind: &str, lang: &str, name: &str, parent: &Path) -> std::path::PathBuf {
+    let out = refract(&["new", kind, name, "--lang", lang, "--dir", parent.to_str().unwrap()]);
+    assert!(out.status.success(), "refract new failed: {}", String::from_utf8_lossy(&out.stderr));
+    parent.join(name)
+}
+
+#[test]
+fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded() {
+    use refract_plugin_build::{Lang, Sdks};
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src-plugins");
+    let projection = scaffold_in("projection", "ts", "tally-ts", &source);
+    let handler = scaffold_in("handler", "python", "starter-py", &source);
+    // Their own tests pass natively, as generated.
+    let sdks = Sdks::locate();
+    let out = sdks.test(Lang::TypeScript, &projection).unwrap();
+    assert!(out.contains("# pass 1"), "{out}");
+    let out = sdks.test(Lang::Python, &handler).unwrap();
+    assert!(out.contains("Ran 1 test") && out.contains("OK"), "{out}");
+
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _dev = Dev(Command::new(BIN)
+        .arg("dev")
+        .arg("--source")
+        .arg(&source)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--plugins")
+        .arg(dir.path().join("plugins"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    wait_healthy(&url, Duration::from_secs(300));
+    let c = Client { base: url.clone() };
+    let (status, body) = c.command("starter-py", "Start", "thing-1", json!({}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = c.command("starter-py", "Start", "thing-1", json!({}));
+    assert_eq!((status, &body["code"]), (422, &json!("already_started")), "{body}");
+    let r = c.append("a", json!("any"), &[("Happened", json!({ "amount": 4 }))]);
+    let (status, body) = c.get(&format!(
+        "/projections/tally-ts/tables/totals/a?min_position={}&wait_ms=30000",
+        r["last_position"]
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["row"]["total"], 4);
+
+    // Saving a change to the TypeScript source rebuilds and hot-reloads it.
+    let before = c.projection("tally-ts")["hash"].clone();
+    let index = projection.join("src/index.ts");
+    let code = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, code.replace("[event.streamId, amount]", "[event.streamId, amount * 10]"))
+        .unwrap();
+    eventually("the edited projection to serve", || {
+        let s = c.projection("tally-ts");
+        (s["hash"] != before && s["status"] == "live" && s["rebuild"].is_null()).then_some(())
+    });
+    let (_, body) = c.get("/projections/tally-ts/tables/totals/a");
+    assert_eq!(body["row"]["total"], 40, "the new version rebuilt the read model");
+}

@@ -21,6 +21,7 @@ mod log_outages;
 mod openapi;
 mod operations;
 mod outbox;
+mod polyglot;
 mod queued_writes;
 mod sagas;
 mod scale_out;

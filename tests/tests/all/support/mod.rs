@@ -38,6 +38,15 @@ pub const HOSTILE: &str = env!("REFRACT_PLUGIN_HOSTILE");
 pub const ESCAPER: &str = env!("REFRACT_PLUGIN_ESCAPER");
 /// A projection that queues its writes (`Db::write`) and fails on purpose.
 pub const TALLY: &str = env!("REFRACT_PLUGIN_TALLY");
+/// `order-summary` in TypeScript (`plugins/order-summary-ts`).
+pub const ORDER_SUMMARY_TS: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_TS");
+/// `order-summary` in Python (`plugins/order-summary-py`).
+pub const ORDER_SUMMARY_PY: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_PY");
+/// The `orders` handler in Python (`plugins/orders-py`).
+pub const ORDERS_PY: &str = env!("REFRACT_PLUGIN_ORDERS_PY");
+/// A TypeScript projection built with componentize-js's defaults, which
+/// import `wasi:http` (`tests/plugins/http-js`).
+pub const HTTP_JS: &str = env!("REFRACT_PLUGIN_HTTP_JS");
 
 /// Where a test's event log lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +175,9 @@ impl Server {
         config.log.synchronous = refract::db::Synchronous::Normal;
         config.log_url = db.as_ref().map(|d| d.url());
         config.runner.backoff = Duration::from_millis(10);
+        // Large components compile in a child process, as `refract serve`
+        // has them.
+        config.compiler = Some(BIN.into());
         tune(&mut config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

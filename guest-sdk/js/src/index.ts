@@ -1,0 +1,169 @@
+// refract's SDK for plugins written in TypeScript or JavaScript: the same
+// shape as the Rust SDK. A projection describes itself and applies one
+// event at a time through `db`; a command handler folds a stream's history
+// with `evolve` and `decide`s on a command. `refract-js build` turns a
+// plugin into a component; `refract-js test` runs its tests in Node with
+// no host (see `refract-sdk/testing`).
+
+export { Real, Int, real, int } from './values.ts';
+export type { Param, Column } from './values.ts';
+import type { Param, Column } from './values.ts';
+
+/** One event from the log, its data parsed. */
+export interface Event<D = any> {
+  /** Global position: from 1, gapless, in commit order. */
+  position: number;
+  /** The stream (aggregate) it belongs to, for example `order-42`. */
+  streamId: string;
+  /** Version of the stream after this event: 1, 2, 3, ... */
+  streamVersion: number;
+  /** The event's type, for example `OrderPlaced`. */
+  type: string;
+  /** The payload, parsed from its JSON. */
+  data: D;
+  /** Metadata appended with the event, parsed; `{}` when none was given. */
+  metadata: Record<string, unknown>;
+  /** When the host recorded it: milliseconds since the Unix epoch. */
+  recordedAt: number;
+}
+
+/** A row of a query's result, by column name. */
+export type Row = Record<string, Column>;
+
+/** The projection's own SQLite database. Writes run in the transaction of
+ *  the batch being applied: a failing event rolls all of it back. */
+export interface Db {
+  /** Queues a statement that returns no rows; it runs in order, before any
+   *  later `execute` or `query`, while the plugin goes on. The fastest way
+   *  to write. */
+  write(sql: string, params?: readonly Param[]): void;
+  /** Runs a statement that returns no rows; the number of rows changed. */
+  execute(sql: string, params?: readonly Param[]): number;
+  /** Runs a query; its rows. */
+  query(sql: string, params?: readonly Param[]): Row[];
+}
+
+/** A projection: events in, rows of its own tables out. */
+export interface ProjectionDefinition {
+  /** 1-64 characters of a-z, 0-9, `-` and `_`; names its database and routes. */
+  name: string;
+  /** A version label for people. */
+  version: string;
+  /** The event types it wants; empty for every event. */
+  eventTypes: string[];
+  /** Schema migrations, in order; append, never edit one that shipped. */
+  migrations: string[];
+  /** Applies one event. Throw to fail the batch at this event. */
+  apply(db: Db, event: Event): void;
+}
+
+/** A command: its type and parsed data. */
+export interface Command<D = any> {
+  type: string;
+  data: D;
+  /** The stream the command targets. */
+  streamId: string;
+  /** Metadata sent with the command, parsed. */
+  metadata: Record<string, unknown>;
+}
+
+/** An event a handler decides to append. */
+export interface NewEvent<D = unknown> {
+  type: string;
+  data: D;
+}
+
+/** A command handler in the decider shape. */
+export interface HandlerDefinition<S = any> {
+  name: string;
+  version: string;
+  /** The command types it accepts. */
+  commandTypes: string[];
+  /** The state of a stream with no events. */
+  initialState(): S;
+  /** Folds one past event into the state. */
+  evolve(state: S, event: Event): S;
+  /** The events to append (possibly none); throw `reject(...)` to refuse. */
+  decide(state: S, command: Command): NewEvent[];
+}
+
+/** A refused command: a stable code and a sentence; the client gets 422. */
+export class Rejection extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'Rejection';
+  }
+}
+
+/** Refuses the command: `throw reject('already_paid', 'order already paid')`. */
+export function reject(code: string, message: string): Rejection {
+  return new Rejection(code, message);
+}
+
+export interface Projection extends ProjectionDefinition {
+  kind: 'projection';
+}
+export interface Handler<S = any> extends HandlerDefinition<S> {
+  kind: 'command-handler';
+}
+
+/** Declares a projection; make it the module's default export. */
+export function defineProjection(p: ProjectionDefinition): Projection {
+  return { ...p, kind: 'projection' };
+}
+
+/** Declares a command handler; make it the module's default export. */
+export function defineHandler<S>(h: HandlerDefinition<S>): Handler<S> {
+  return { ...h, kind: 'command-handler' };
+}
+
+/** Why an event could not be applied, naming it. */
+export function failure(event: Pick<Event, 'position' | 'type'>, e: unknown): string {
+  const why = e instanceof Error ? e.message : String(e);
+  return `event ${event.position} (${event.type}): ${why}`;
+}
+
+/** Parses an event's or a command's JSON, naming what it was. */
+export function parse(what: string, text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${what} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Folds `history` and decides on `command`: the SDK's run of a handler,
+ *  shared by the component and the native test helpers. */
+export function run<S>(h: HandlerDefinition<S>, command: Command, history: Event[]): NewEvent[] {
+  let state = h.initialState();
+  for (const e of history) state = h.evolve(state, e);
+  const events = h.decide(state, command);
+  if (!Array.isArray(events)) throw new TypeError(`decide must return an array of events, got ${typeof events}`);
+  for (const e of events) {
+    if (!e || typeof e.type !== 'string' || e.type === '') {
+      throw new TypeError('every event decide returns needs a non-empty `type`');
+    }
+  }
+  return events;
+}
+
+type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+let sink: (level: Level, message: string) => void = (level, message) => console.error(`${level}: ${message}`);
+
+/** Writes to the host's structured log, tagged with the plugin's name (to
+ *  stderr when run natively, in tests). */
+export const log = {
+  trace: (m: string) => sink('trace', m),
+  debug: (m: string) => sink('debug', m),
+  info: (m: string) => sink('info', m),
+  warn: (m: string) => sink('warn', m),
+  error: (m: string) => sink('error', m),
+};
+
+/** Where `log` writes; the component sets it to the host's `log`. */
+export function setLogSink(f: (level: Level, message: string) => void): void {
+  sink = f;
+}

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { defineHandler, defineProjection, int, real, reject } from 'refract-sdk';
+import { ProjectionTest, event, given } from 'refract-sdk/testing';
+import { Pending, toValue } from '../src/values.ts';
+import { unpack } from '../src/batch.ts';
+
+test('parameters pack as wit/sql.wit encodes them', () => {
+  const p = new Pending();
+  p.push(7, 'INSERT INTO t VALUES (?, ?, ?, ?, ?)', [null, 5, 1.5, 'é', new Uint8Array([9])]);
+  p.push(8, 'INSERT INTO t VALUES (?, ?, ?, ?, ?)', [true, real(2), int(3), -1n, undefined]);
+  assert.deepEqual(p.statements, ['INSERT INTO t VALUES (?, ?, ?, ?, ?)']);
+  assert.deepEqual(p.positions, [7n, 8n]);
+  assert.deepEqual(p.statementIndices, [0, 0]);
+  const b = p.params();
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let at = 0;
+  assert.equal(v.getUint32(at, true), 5); at += 4;
+  assert.equal(b[at++], 0);
+  assert.equal(b[at++], 1); assert.equal(v.getBigInt64(at, true), 5n); at += 8;
+  assert.equal(b[at++], 2); assert.equal(v.getFloat64(at, true), 1.5); at += 8;
+  assert.equal(b[at++], 3); assert.equal(v.getUint32(at, true), 2); at += 4;
+  assert.deepEqual([...b.subarray(at, at + 2)], [0xc3, 0xa9]); at += 2;
+  assert.equal(b[at++], 4); assert.equal(v.getUint32(at, true), 1); at += 4;
+  assert.equal(b[at++], 9);
+  assert.equal(v.getUint32(at, true), 5); at += 4;
+  assert.equal(b[at++], 1); assert.equal(v.getBigInt64(at, true), 1n); at += 8;
+  assert.equal(b[at++], 2); assert.equal(v.getFloat64(at, true), 2); at += 8;
+  assert.equal(b[at++], 1); assert.equal(v.getBigInt64(at, true), 3n); at += 8;
+  assert.equal(b[at++], 1); assert.equal(v.getBigInt64(at, true), -1n); at += 8;
+  assert.equal(b[at++], 0);
+  assert.equal(at, b.length);
+});
+
+test('numbers past what a double holds exactly bind as REAL; bigints past i64 are refused', () => {
+  assert.deepEqual(toValue(2 ** 53), { tag: 'real', val: 2 ** 53 });
+  assert.deepEqual(toValue(9.600000000000001), { tag: 'real', val: 9.600000000000001 });
+  assert.throws(() => toValue(2n ** 63n), /64-bit/);
+  assert.throws(() => toValue({} as any), /cannot bind/);
+  assert.throws(() => int(1.5), /not an integer/);
+});
+
+test('a packed batch unpacks into its events, multi-byte text included', () => {
+  const fields = [['s-1', 'A', '{"x":"ü"}', '{}'], ['s-2', 'B', '{}', '{"k":1}']];
+  const enc = new TextEncoder();
+  const batch = {
+    positions: [3n, 4n],
+    streamVersions: [1n, 1n],
+    recordedAt: [10n, 11n],
+    lengths: fields.flat().map((f) => enc.encode(f).length),
+    text: fields.flat().join(''),
+  };
+  const events = [...unpack(batch)];
+  assert.deepEqual(events.map((e) => [e.position, e.streamId, e.type, e.data, e.metadata]), [
+    [3, 's-1', 'A', '{"x":"ü"}', '{}'],
+    [4, 's-2', 'B', '{}', '{"k":1}'],
+  ]);
+  assert.throws(() => [...unpack({ ...batch, lengths: [...batch.lengths.slice(0, 7), 99] })], /runs past its text/);
+  assert.throws(() => [...unpack({ ...batch, recordedAt: [1n] })], /differ in length/);
+});
+
+const counter = defineProjection({
+  name: 'counter',
+  version: '1',
+  eventTypes: ['Counted'],
+  migrations: ['CREATE TABLE counts (stream TEXT PRIMARY KEY, n INTEGER NOT NULL, last REAL)'],
+  apply(db, e) {
+    if (typeof e.data.by !== 'number') throw new Error('missing field `by`');
+    db.write('INSERT INTO counts VALUES (?, ?, ?) ON CONFLICT (stream) DO UPDATE SET n = n + excluded.n, last = excluded.last', [e.streamId, e.data.by, real(e.data.by)]);
+  },
+});
+
+test('a projection test applies a batch in one transaction and names a failing event', async () => {
+  const t = await ProjectionTest.create(counter);
+  t.apply([event(1, 'a', 1, 'Counted', { by: 2 }), event(2, 'a', 2, 'Other', {}), event(3, 'b', 1, 'Counted', { by: 1 })]);
+  assert.deepEqual(t.query('SELECT * FROM counts ORDER BY stream'), [
+    { stream: 'a', n: 2, last: 2 },
+    { stream: 'b', n: 1, last: 1 },
+  ]);
+  assert.throws(() => t.apply([event(4, 'a', 3, 'Counted', { by: 5 }), event(5, 'c', 1, 'Counted', {})]), (e: any) => e.position === 5 && /event 5 \(Counted\): missing field `by`/.test(e.message));
+  assert.deepEqual(t.query('SELECT n FROM counts WHERE stream = ?', ['a']), [{ n: 2 }], 'the failed batch rolled back');
+  assert.throws(() => t.db.execute('ATTACH DATABASE x AS y'), /refused/);
+});
+
+const door = defineHandler({
+  name: 'door',
+  version: '1',
+  commandTypes: ['Open', 'Close'],
+  initialState: () => ({ open: false }),
+  evolve: (s, e) => ({ open: e.type === 'Opened' ? true : e.type === 'Closed' ? false : s.open }),
+  decide(s, c) {
+    if (c.type === 'Open') {
+      if (s.open) throw reject('already_open', 'the door is open');
+      return [{ type: 'Opened', data: { by: c.data.by } }];
+    }
+    if (!s.open) throw reject('already_closed', 'the door is closed');
+    return [{ type: 'Closed', data: {} }];
+  },
+});
+
+test('given / when / then', () => {
+  given(door, []).when('Open', { by: 'ada' }).thenEvents([{ type: 'Opened', data: { by: 'ada' } }]);
+  given(door, [{ type: 'Opened', data: {} }]).when('Open', {}).thenRejected('already_open');
+  given(door, [{ type: 'Opened', data: {} }]).when('Close', {}).thenEvents([{ type: 'Closed', data: {} }]);
+  assert.throws(() => given(door, []).when('Open', {}).thenRejected('already_open'), /expected rejection/);
+});

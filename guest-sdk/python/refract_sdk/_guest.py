@@ -1,0 +1,158 @@
+"""The component's side: adapts a plugin defined with the SDK to the
+interfaces of wit/ (``projector``, ``decider``) and runs SQL through the
+host. Only the component built by ``refract_sdk.build`` imports this."""
+
+from __future__ import annotations
+
+import json
+
+from componentize_py_types import Err
+from wit_world.imports import log as host_log
+try:
+    from wit_world.imports import sql, types
+except ImportError:  # a command handler's world has no database
+    sql = types = None
+
+from . import Command, Event, Rejection, failure, log, run, to_json
+from .batch import unpack
+from .values import BLOB, INTEGER, NULL, REAL, TEXT, Pending, tagged
+
+_LEVELS = {
+    "trace": host_log.Level.TRACE,
+    "debug": host_log.Level.DEBUG,
+    "info": host_log.Level.INFO,
+    "warn": host_log.Level.WARN,
+    "error": host_log.Level.ERROR,
+}
+log.sink = lambda level, message: host_log.write(_LEVELS[level], message)
+
+
+class SqlFailed(Exception):
+    pass
+
+
+def _value(p):
+    tag, v = tagged(p)
+    if tag == NULL:
+        return types.Value_Null()
+    if tag == INTEGER:
+        return types.Value_Integer(v)
+    if tag == REAL:
+        return types.Value_Real(v)
+    if tag == TEXT:
+        return types.Value_Text(v)
+    return types.Value_Blob(v)
+
+
+def _column(v):
+    return None if isinstance(v, types.Value_Null) else v.value
+
+
+def _sql_error(e: Err) -> SqlFailed:
+    v = e.value
+    kind = "refused" if isinstance(v, sql.SqlError_Refused) else "SQL failed"
+    return SqlFailed(f"{kind}: {v.value}")
+
+
+class HostDb:
+    def __init__(self) -> None:
+        self.position = 0
+        self.pending = Pending()
+
+    def write(self, statement, params=()):
+        if self.pending.push(self.position, statement, params):
+            self.flush()
+
+    def execute(self, statement, params=()):
+        self.flush()
+        try:
+            return sql.execute(statement, [_value(p) for p in params])
+        except Err as e:
+            raise _sql_error(e) from None
+
+    def query(self, statement, params=()):
+        self.flush()
+        try:
+            r = sql.query(statement, [_value(p) for p in params])
+        except Err as e:
+            raise _sql_error(e) from None
+        return [dict(zip(r.columns, (_column(v) for v in row))) for row in r.rows]
+
+    def flush(self):
+        p = self.pending
+        if p.is_empty:
+            return
+        writes = sql.QueuedWrites(list(p.statements), list(p.positions), list(p.statement_indices), bytes(p.params))
+        p.clear()
+        try:
+            sql.write_queued(writes)
+        except Err as e:
+            raise _sql_error(e) from None
+
+
+def projector_for(plugin):
+    from wit_world import exports
+    from wit_world.exports import projector
+
+    class Projector(exports.Projector):
+        def describe(self):
+            return projector.Description(
+                plugin.name, plugin.version, list(plugin.event_types), list(plugin.migrations)
+            )
+
+        def apply(self, batch):
+            db = HostDb()
+            position = batch.positions[0] if batch.positions else 0
+            event_type = ""
+            try:
+                for position, stream_id, version, event_type, data, metadata, recorded_at in unpack(
+                    batch.positions, batch.stream_versions, batch.recorded_at, batch.lengths, batch.text
+                ):
+                    db.position = position
+                    event = Event(
+                        position, stream_id, version, event_type, json.loads(data), json.loads(metadata), recorded_at
+                    )
+                    plugin.apply(db, event)
+                db.flush()
+            except Exception as e:  # every failure names its event
+                raise Err(types.ApplyError(position, failure(position, event_type, e)))
+
+    return Projector
+
+
+def decider_for(plugin):
+    from wit_world import exports
+    from wit_world.exports import decider
+
+    class Decider(exports.Decider):
+        def describe(self):
+            return decider.Description(plugin.name, plugin.version, list(plugin.command_types))
+
+        def handle(self, command, history):
+            try:
+                events = [
+                    Event(
+                        e.position,
+                        e.stream_id,
+                        e.stream_version,
+                        e.event_type,
+                        json.loads(e.data),
+                        json.loads(e.metadata),
+                        e.recorded_at,
+                    )
+                    for e in history
+                ]
+            except ValueError as e:
+                raise Err(decider.Rejection("invalid_history", f"cannot read the stream's history: {e}"))
+            try:
+                data = json.loads(command.data)
+            except ValueError as e:
+                raise Err(decider.Rejection("invalid_command", f"invalid {command.command_type} command: {e}"))
+            cmd = Command(command.command_type, data, command.stream_id, json.loads(command.metadata))
+            try:
+                decided = run(plugin, cmd, events)
+            except Rejection as r:
+                raise Err(decider.Rejection(r.code, r.message))
+            return [decider.NewEvent(e.type, to_json(e.data)) for e in decided]
+
+    return Decider
