@@ -93,6 +93,7 @@ fn attacks() -> Vec<Attack> {
                 "tcp listen: denied",
                 "udp bind: denied",
                 "dns lookup: denied",
+                "http request to 127.0.0.1:9: denied: ErrorCode::HttpRequestDenied",
                 "wall clock: 0 s since the epoch",
                 "random hash seed: ",
             ],

@@ -167,11 +167,35 @@ fn wasi_probe() -> String {
         "dns lookup",
         std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|_| "resolved".into()).map_err(err),
     );
+    probe("http request to 127.0.0.1:9", http_request());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     report.push(format!("wall clock: {} s since the epoch", now.as_secs()));
     let seed = std::hash::RandomState::new().build_hasher().finish();
     report.push(format!("random hash seed: {seed:016x}"));
     report.join("\n")
+}
+
+/// A GET through `wasi:http`'s outgoing handler.
+#[cfg(target_family = "wasm")]
+fn http_request() -> std::result::Result<String, String> {
+    use wasip2::http::outgoing_handler::handle;
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "scheme refused".to_string())?;
+    request.set_authority(Some("127.0.0.1:9")).map_err(|()| "authority refused".to_string())?;
+    request.set_path_with_query(Some("/")).map_err(|()| "path refused".to_string())?;
+    let response = handle(request, None).map_err(|e| format!("{e:?}"))?;
+    response.subscribe().block();
+    match response.get() {
+        Some(Ok(Ok(r))) => Ok(format!("status {}", r.status())),
+        Some(Ok(Err(e))) => Err(format!("{e:?}")),
+        other => Err(format!("no response: {other:?}")),
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn http_request() -> std::result::Result<String, String> {
+    Err("not in a component".into())
 }
 
 refract_sdk::export_projection!(Hostile);
