@@ -7,6 +7,7 @@
 
 mod integration;
 mod load;
+mod polyglot;
 mod postgres;
 mod report;
 mod scenarios;
@@ -72,6 +73,29 @@ enum Scenario {
     P10,
     /// The outbox against a raw async-nats publisher; append → JetStream.
     P11,
+    /// Replay by plugin language (Rust, TypeScript, Python); memory after a
+    /// cold load of a large component.
+    Pl,
+    /// (internal) load one component cold and print the idle RSS.
+    #[command(hide = true)]
+    LoadChild {
+        #[arg(long)]
+        cache: PathBuf,
+        #[arg(long)]
+        compile_in_child: bool,
+        file: PathBuf,
+    },
+    /// (internal) compile a component into a cache, as `refract compile`.
+    #[command(hide = true)]
+    Compile {
+        #[arg(long)]
+        cache: PathBuf,
+        #[arg(long)]
+        memory_bytes: usize,
+        #[arg(long)]
+        max_instances: u32,
+        file: PathBuf,
+    },
     /// (internal) measure the memory of a host with N projections.
     #[command(hide = true)]
     RssChild {
@@ -100,7 +124,11 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result
         Scenario::P1pg => postgres::p1_postgres(rt, size)?,
         Scenario::P10 => integration::p10(rt, size)?,
         Scenario::P11 => integration::p11(rt, size)?,
-        Scenario::All { .. } | Scenario::RssChild { .. } => Vec::new(),
+        Scenario::Pl => polyglot::pl(rt, size)?,
+        Scenario::All { .. }
+        | Scenario::RssChild { .. }
+        | Scenario::LoadChild { .. }
+        | Scenario::Compile { .. } => Vec::new(),
     };
     for r in &mut rows {
         r.idle = idle;
@@ -114,6 +142,12 @@ fn main() -> anyhow::Result<()> {
     if let Scenario::RssChild { projections, cache } = &cli.scenario {
         let (projections, cache) = (*projections, cache.clone());
         return scenarios::rss_child(projections, &cache);
+    }
+    if let Scenario::LoadChild { cache, compile_in_child, file } = &cli.scenario {
+        return polyglot::load_child(cache, file, *compile_in_child);
+    }
+    if let Scenario::Compile { cache, memory_bytes, max_instances, file } = &cli.scenario {
+        return refract::plugin::compile_into_cache(cache, *memory_bytes, *max_instances, file);
     }
     let rt = tokio::runtime::Runtime::new()?;
     let Scenario::All { output } = cli.scenario.clone() else {
@@ -137,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::P1pg,
         Scenario::P10,
         Scenario::P11,
+        Scenario::Pl,
     ];
     let mut rows = Vec::new();
     for s in all {

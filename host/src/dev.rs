@@ -79,7 +79,11 @@ pub fn watch_sources(
 ) -> anyhow::Result<notify::RecommendedWatcher> {
     let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        if let Ok(e) = e {
+        // Only changes: the build itself reads every source file, and those
+        // reads must not start the next build.
+        if let Ok(e) = e
+            && crate::reload::watch::changes_content(&e.kind)
+        {
             for p in e.paths {
                 let _ = tx.send(p);
             }
@@ -172,13 +176,7 @@ pub fn scaffold(kind: Kind, lang: Lang, name: &str, parent: &Path, sdk: &Path) -
         Lang::Python => return scaffold_python(kind, name, &dir),
     }
     std::fs::create_dir_all(dir.join("src"))?;
-    let ident: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        })
-        .collect();
+    let ident = type_name(name);
     let manifest = format!(
         r#"[package]
 name = "{name}"
@@ -231,7 +229,9 @@ fn scaffold_ts(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result
         },
     });
     std::fs::write(dir.join("package.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
-    // Editors find the SDK's types through the same paths the build uses.
+    // Editors, `refract-js build` and `refract-js test` type-check with the
+    // SDK's TypeScript and find the SDK through the same paths the build
+    // uses.
     let tsconfig = serde_json::json!({
         "compilerOptions": {
             "target": "es2022",
@@ -240,6 +240,9 @@ fn scaffold_ts(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result
             "allowImportingTsExtensions": true,
             "noEmit": true,
             "strict": true,
+            "skipLibCheck": true,
+            "typeRoots": [js.join("node_modules/@types")],
+            "types": ["node"],
             "paths": {
                 "refract-sdk": [js.join("src/index.ts")],
                 "refract-sdk/testing": [js.join("src/testing.ts")],
@@ -252,13 +255,7 @@ fn scaffold_ts(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result
 }
 
 fn scaffold_python(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-    let ident: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        })
-        .collect();
+    let ident = type_name(name);
     let (source, test) = match kind {
         Kind::Projection => (
             include_str!("templates/python/projection.py"),
@@ -272,4 +269,14 @@ fn scaffold_python(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<PathBuf
     std::fs::write(dir.join("app.py"), source.replace("__NAME__", name).replace("Template", &ident))?;
     std::fs::write(dir.join("test_app.py"), test)?;
     Ok(dir.to_path_buf())
+}
+
+/// `order-summary` → `OrderSummary`: the plugin's type in its source.
+fn type_name(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
 }

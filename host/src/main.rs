@@ -460,9 +460,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Compile { cache, memory_bytes, max_instances, file } => {
-            let limits = refract::plugin::SandboxLimits { memory_bytes, max_instances, ..Default::default() };
-            return refract::plugin::compile_into_cache(&cache, &limits, &file)
-                .with_context(|| format!("while compiling {}", file.display()));
+            return refract::plugin::compile_into_cache(&cache, memory_bytes, max_instances, &file);
         }
         Command::Verify { name, remote } => {
             if remote.client().verify(&name)? {

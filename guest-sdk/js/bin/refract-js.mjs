@@ -5,6 +5,8 @@
 //   refract-js build DIR [-o OUT.wasm]   DIR/src/index.ts (or .js) → component
 //   refract-js test DIR...               runs every *.test.ts / *.test.js
 //
+// Both type-check the project first when a tsconfig.json is at or above it.
+//
 // A plugin imports `refract-sdk` (and `refract-sdk/testing` in tests);
 // both resolve to this SDK, so a plugin needs no node_modules of its own.
 
@@ -66,9 +68,30 @@ function disabledFeatures(dir) {
   return ['http', 'fetch-event'];
 }
 
+/** The nearest tsconfig.json at or above `path`, if any. */
+function tsconfigOf(path) {
+  let dir = statSync(path).isDirectory() ? path : dirname(path);
+  for (;;) {
+    const p = join(dir, 'tsconfig.json');
+    if (existsSync(p)) return p;
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+/** Type-checks the project of `tsconfig` with the SDK's TypeScript. */
+function typecheck(tsconfig) {
+  const tsc = join(sdk, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '--noEmit', '-p', tsconfig], { stdio: 'inherit' });
+  if (r.status !== 0) fail(`type errors in the project of ${tsconfig}`);
+}
+
 async function build(dir, out) {
   dir = resolve(dir);
   const entry = entryOf(dir);
+  const tsconfig = tsconfigOf(dir);
+  if (tsconfig && entry.endsWith('.ts')) typecheck(tsconfig);
   const work = mkdtempSync(join(tmpdir(), 'refract-js-'));
   try {
     // The plugin alone, to read its kind natively.
@@ -121,6 +144,8 @@ function testFiles(path) {
 async function test(paths) {
   const files = paths.flatMap((p) => testFiles(resolve(p)));
   if (files.length === 0) fail(`no *.test.ts or *.test.js under ${paths.join(', ')}`);
+  const projects = new Set(paths.map((p) => tsconfigOf(resolve(p))).filter(Boolean));
+  for (const tsconfig of projects) typecheck(tsconfig);
   // Inside the SDK, so the bundles resolve sql.js from its node_modules.
   const cache = join(sdk, 'node_modules', '.cache');
   mkdirSync(cache, { recursive: true });

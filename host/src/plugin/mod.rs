@@ -169,11 +169,20 @@ pub struct PluginEngine {
 const CHILD_COMPILE_BYTES: usize = 4 << 20;
 
 /// Compiles the component in `file` into the code cache in `cache_dir`,
-/// with the engine `limits` make: what `refract compile` runs for a
-/// server's [`PluginEngine::with_compiler`].
-pub fn compile_into_cache(cache_dir: &Path, limits: &SandboxLimits, file: &Path) -> anyhow::Result<()> {
-    let engine = engine::new_engine(Some(cache_dir), limits)?;
-    Component::from_file(&engine, file)?;
+/// with the engine of a server whose limits have `memory_bytes` and
+/// `max_instances`: what `compile --cache DIR --memory-bytes N
+/// --max-instances N FILE` runs for a server's
+/// [`PluginEngine::with_compiler`].
+pub fn compile_into_cache(
+    cache_dir: &Path,
+    memory_bytes: usize,
+    max_instances: u32,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let limits = SandboxLimits { memory_bytes, max_instances, ..Default::default() };
+    let engine = engine::new_engine(Some(cache_dir), &limits)?;
+    Component::from_file(&engine, file)
+        .map_err(|e| anyhow::anyhow!("while compiling {}: {e:#}", file.display()))?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! fails to load leaves the version already serving in place, and is listed
 //! as invalid with the reason.
 
-mod watch;
+pub(crate) mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -43,6 +43,34 @@ fn unit_test(dir: &Path) {
 
 struct Dev(Child);
 
+impl Dev {
+    /// `refract dev` on the plugins of `source`, its data and plugins in
+    /// `home`, listening on `port`.
+    fn spawn(source: &Path, home: &Path, port: u16) -> Dev {
+        Dev(Command::new(BIN)
+            .arg("dev")
+            .arg("--source")
+            .arg(source)
+            .arg("--target-dir")
+            .arg(target_dir())
+            .arg("--data")
+            .arg(home.join("data"))
+            .arg("--plugins")
+            .arg(home.join("plugins"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(home.join("dev.log")).unwrap())
+            .spawn()
+            .unwrap())
+    }
+}
+
+/// What `refract dev` printed (builds, errors), for a failure's message.
+fn dev_log(home: &Path) -> String {
+    std::fs::read_to_string(home.join("dev.log")).unwrap_or_default()
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -84,22 +112,7 @@ fn scaffold_dev_hot_reload_and_the_operator_cli() {
 
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let _dev = Dev(Command::new(BIN)
-        .arg("dev")
-        .arg("--source")
-        .arg(&source)
-        .arg("--target-dir")
-        .arg(target_dir())
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _dev = Dev::spawn(&source, dir.path(), port);
     wait_healthy(&url, Duration::from_secs(300));
     let c = Client { base: url.clone() };
     let (status, body) = c.command("starter", "Start", "thing-1", json!({}));
@@ -159,20 +172,7 @@ fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded()
 
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let _dev = Dev(Command::new(BIN)
-        .arg("dev")
-        .arg("--source")
-        .arg(&source)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _dev = Dev::spawn(&source, dir.path(), port);
     wait_healthy(&url, Duration::from_secs(300));
     let c = Client { base: url.clone() };
     let (status, body) = c.command("starter-py", "Start", "thing-1", json!({}));
@@ -193,10 +193,24 @@ fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded()
     let code = std::fs::read_to_string(&index).unwrap();
     std::fs::write(&index, code.replace("[event.streamId, amount]", "[event.streamId, amount * 10]"))
         .unwrap();
-    eventually("the edited projection to serve", || {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let after = loop {
         let s = c.projection("tally-ts");
-        (s["hash"] != before && s["status"] == "live" && s["rebuild"].is_null()).then_some(())
-    });
+        if s["hash"] != before && s["status"] == "live" && s["rebuild"].is_null() {
+            break s["hash"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edited projection never served: {s}\n{}",
+            dev_log(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let (_, body) = c.get("/projections/tally-ts/tables/totals/a");
-    assert_eq!(body["row"]["total"], 40, "the new version rebuilt the read model");
+    assert_eq!(body["row"]["total"], 40, "the new version rebuilt the read model\n{}", dev_log(dir.path()));
+    // One save, one rebuild: the builds' own reads of the sources start none.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = dev_log(dir.path());
+    assert_eq!(log.matches("rebuilt").count(), 1, "{log}");
+    assert_eq!(c.projection("tally-ts")["hash"], after, "no build after the edit's");
 }

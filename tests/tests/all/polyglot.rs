@@ -268,6 +268,14 @@ fn the_sdks_and_the_example_plugins_pass_their_own_tests() {
         (Lang::Python, root().join("plugins/order-summary-py"), "OK"),
         (Lang::Python, root().join("plugins/orders-py"), "OK"),
     ];
+    // The SDK's declarations of the host's interfaces are what wit/ gives.
+    let out = std::process::Command::new("node")
+        .arg(root().join("guest-sdk/js/bin/wit-types.mjs"))
+        .arg("--check")
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("matches wit/"), "{text}");
     for (lang, dir, passed) in suites {
         let out = sdks.test(lang, &dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert!(out.contains(passed), "{}: {out}", dir.display());
