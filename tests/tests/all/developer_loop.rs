@@ -169,6 +169,13 @@ fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded()
     assert!(out.contains("# pass 1"), "{out}");
     let out = sdks.test(Lang::Python, &handler).unwrap();
     assert!(out.contains("Ran 1 test") && out.contains("OK"), "{out}");
+    // The other two kinds build their tests too; they live elsewhere, so
+    // that `refract dev` below serves the two above.
+    let others = dir.path().join("others");
+    let out = sdks.test(Lang::TypeScript, &scaffold_in("handler", "ts", "starter-ts", &others)).unwrap();
+    assert!(out.contains("# pass 1"), "{out}");
+    let out = sdks.test(Lang::Python, &scaffold_in("projection", "python", "tally-py", &others)).unwrap();
+    assert!(out.contains("Ran 1 test") && out.contains("OK"), "{out}");
 
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
