@@ -87,15 +87,7 @@ enum Scenario {
     },
     /// (internal) compile a component into a cache, as `refract compile`.
     #[command(hide = true)]
-    Compile {
-        #[arg(long)]
-        cache: PathBuf,
-        #[arg(long)]
-        memory_bytes: usize,
-        #[arg(long)]
-        max_instances: u32,
-        file: PathBuf,
-    },
+    Compile(refract::plugin::CompileArgs),
     /// (internal) measure the memory of a host with N projections.
     #[command(hide = true)]
     RssChild {
@@ -128,7 +120,7 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result
         Scenario::All { .. }
         | Scenario::RssChild { .. }
         | Scenario::LoadChild { .. }
-        | Scenario::Compile { .. } => Vec::new(),
+        | Scenario::Compile(_) => Vec::new(),
     };
     for r in &mut rows {
         r.idle = idle;
@@ -146,8 +138,8 @@ fn main() -> anyhow::Result<()> {
     if let Scenario::LoadChild { cache, compile_in_child, file } = &cli.scenario {
         return polyglot::load_child(cache, file, *compile_in_child);
     }
-    if let Scenario::Compile { cache, memory_bytes, max_instances, file } = &cli.scenario {
-        return refract::plugin::compile_into_cache(cache, *memory_bytes, *max_instances, file);
+    if let Scenario::Compile(args) = &cli.scenario {
+        return args.run();
     }
     let rt = tokio::runtime::Runtime::new()?;
     let Scenario::All { output } = cli.scenario.clone() else {

@@ -111,15 +111,7 @@ enum Command {
     /// itself for large components, so their compile's memory dies with
     /// this process).
     #[command(hide = true)]
-    Compile {
-        #[arg(long)]
-        cache: PathBuf,
-        #[arg(long)]
-        memory_bytes: usize,
-        #[arg(long)]
-        max_instances: u32,
-        file: PathBuf,
-    },
+    Compile(refract::plugin::CompileArgs),
     /// Copy an SQLite event log into an empty PostgreSQL log, keeping
     /// positions, stream versions, data and metadata bytes, recording
     /// times and idempotency keys (one transaction; a non-empty target is
@@ -459,9 +451,7 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Command::Compile { cache, memory_bytes, max_instances, file } => {
-            return refract::plugin::compile_into_cache(&cache, memory_bytes, max_instances, &file);
-        }
+        Command::Compile(args) => return args.run(),
         Command::Verify { name, remote } => {
             if remote.client().verify(&name)? {
                 return Ok(());

@@ -168,22 +168,38 @@ pub struct PluginEngine {
 /// their language's runtime, 12-18 MiB of it.
 const CHILD_COMPILE_BYTES: usize = 4 << 20;
 
-/// Compiles the component in `file` into the code cache in `cache_dir`,
-/// with the engine of a server whose limits have `memory_bytes` and
-/// `max_instances`: what `compile --cache DIR --memory-bytes N
-/// --max-instances N FILE` runs for a server's
-/// [`PluginEngine::with_compiler`].
-pub fn compile_into_cache(
-    cache_dir: &Path,
-    memory_bytes: usize,
-    max_instances: u32,
-    file: &Path,
-) -> anyhow::Result<()> {
-    let limits = SandboxLimits { memory_bytes, max_instances, ..Default::default() };
-    let engine = engine::new_engine(Some(cache_dir), &limits)?;
-    Component::from_file(&engine, file)
-        .map_err(|e| anyhow::anyhow!("while compiling {}: {e:#}", file.display()))?;
-    Ok(())
+/// What a server's compiling child is given (see
+/// [`PluginEngine::with_compiler`]): `compile --cache DIR --memory-bytes N
+/// --max-instances N FILE`, the arguments of `refract compile`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct CompileArgs {
+    /// The server's code cache.
+    #[arg(long)]
+    pub cache: PathBuf,
+    /// The server's memory cap per plugin, which its compiled code assumes.
+    #[arg(long)]
+    pub memory_bytes: usize,
+    /// The server's instance pool.
+    #[arg(long)]
+    pub max_instances: u32,
+    /// The component.
+    pub file: PathBuf,
+}
+
+impl CompileArgs {
+    /// Compiles the component into the cache with the engine of a server
+    /// with these limits.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let limits = SandboxLimits {
+            memory_bytes: self.memory_bytes,
+            max_instances: self.max_instances,
+            ..Default::default()
+        };
+        let engine = engine::new_engine(Some(&self.cache), &limits)?;
+        Component::from_file(&engine, &self.file)
+            .map_err(|e| anyhow::anyhow!("while compiling {}: {e:#}", self.file.display()))?;
+        Ok(())
+    }
 }
 
 impl PluginEngine {
