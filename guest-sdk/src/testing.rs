@@ -34,6 +34,20 @@ mod native {
     use crate::projection::apply_all;
     use crate::{Db, Error, Event, Projection, Result};
 
+    /// A fresh in-memory database with `migrations` of plugin `name` run.
+    ///
+    /// # Panics
+    /// When a migration fails: that is the test's failure.
+    pub(super) fn migrated(name: &str, migrations: &[String]) -> Db {
+        let db = Db::open_in_memory().expect("in-memory SQLite");
+        for (i, m) in migrations.iter().enumerate() {
+            if let Err(e) = db.execute_batch(m) {
+                panic!("migration {} of {name} failed: {}", i + 1, crate::sql::describe(&e));
+            }
+        }
+        db
+    }
+
     /// A projection with its migrations applied to a fresh in-memory database.
     pub struct ProjectionTest<P> {
         db: Db,
@@ -46,18 +60,8 @@ mod native {
         /// # Panics
         /// When a migration fails: that is the test's failure.
         pub fn new() -> Self {
-            let db = Db::open_in_memory().expect("in-memory SQLite");
-            for (i, m) in P::describe().migrations.iter().enumerate() {
-                if let Err(e) = db.execute_batch(m) {
-                    panic!(
-                        "migration {} of {} failed: {}",
-                        i + 1,
-                        P::describe().name,
-                        crate::sql::describe(&e)
-                    );
-                }
-            }
-            Self { db, _p: PhantomData }
+            let d = P::describe();
+            Self { db: migrated(&d.name, &d.migrations), _p: PhantomData }
         }
 
         /// Applies a batch the way the host does: in one transaction, rolled
@@ -122,6 +126,7 @@ pub use reactor::ReactorTest;
 mod reactor {
     use std::marker::PhantomData;
 
+    use super::native::migrated;
     use crate::reactor::react_all;
     use crate::{Command, Db, Error, Event, Reactor, Result};
 
@@ -155,18 +160,8 @@ mod reactor {
         /// # Panics
         /// When a migration fails: that is the test's failure.
         pub fn new() -> Self {
-            let db = Db::open_in_memory().expect("in-memory SQLite");
-            for (i, m) in R::describe().migrations.iter().enumerate() {
-                if let Err(e) = db.execute_batch(m) {
-                    panic!(
-                        "migration {} of {} failed: {}",
-                        i + 1,
-                        R::describe().name,
-                        crate::sql::describe(&e)
-                    );
-                }
-            }
-            Self { db, _r: PhantomData }
+            let d = R::describe();
+            Self { db: migrated(&d.name, &d.migrations), _r: PhantomData }
         }
 
         /// Reacts to a batch the way the host does: in one transaction,

@@ -27,20 +27,10 @@ type SqlJsDb = {
   getRowsModified(): number;
 };
 
+/** Parameters as sql.js binds them: each converted as the host would
+ *  (`toValue`), then as JavaScript reads it back (`fromValue`). */
 function bind(params: readonly Param[]): unknown[] {
-  return params.map((p) => {
-    const v = toValue(p);
-    switch (v.tag) {
-      case 'null':
-        return null;
-      case 'integer': {
-        const n = Number(v.val);
-        return Number.isSafeInteger(n) ? n : v.val;
-      }
-      default:
-        return v.val;
-    }
-  });
+  return params.map((p) => fromValue(toValue(p)));
 }
 
 class NativeDb implements Db {
