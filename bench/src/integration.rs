@@ -27,7 +27,12 @@ fn ms(d: Duration) -> f64 {
 
 /// One small event, as P10 and P11's live traffic append it.
 fn ping(i: u64) -> Vec<NewEvent> {
-    vec![NewEvent { event_type: "Pinged".into(), data: raw(serde_json::json!({ "i": i })), metadata: None }]
+    vec![NewEvent {
+        event_type: "Pinged".into(),
+        data: raw(serde_json::json!({ "i": i })),
+        metadata: None,
+        schema_version: None,
+    }]
 }
 
 /// Appends one event every `1 / per_second` for `d` on `log` (each append
@@ -241,6 +246,7 @@ pub fn p10(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
                     data: raw(serde_json::json!({ "i": position })),
                     metadata: raw(serde_json::json!({})),
                     recorded_at: 0,
+                    schema_version: 1,
                 };
                 let _ = frames.send(refract::subscribe::event_frame(&e));
             }

@@ -5,6 +5,7 @@
 //! BENCHMARKS.md; `-- p1` (…) runs one; `--quick` runs small sizes, to check
 //! that the benchmarks still work (CI does), not to measure.
 
+mod evolution;
 mod integration;
 mod load;
 mod polyglot;
@@ -76,6 +77,9 @@ enum Scenario {
     /// Replay by plugin language (Rust, TypeScript, Python); memory after a
     /// cold load of a large component.
     Pl,
+    /// Commands on long streams with handler snapshots; replay through an
+    /// upcaster.
+    P12,
     /// (internal) load one component cold and print the idle RSS.
     #[command(hide = true)]
     LoadChild {
@@ -117,6 +121,7 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result
         Scenario::P10 => integration::p10(rt, size)?,
         Scenario::P11 => integration::p11(rt, size)?,
         Scenario::Pl => polyglot::pl(rt, size)?,
+        Scenario::P12 => evolution::p12(rt, size)?,
         Scenario::All { .. }
         | Scenario::RssChild { .. }
         | Scenario::LoadChild { .. }
@@ -164,6 +169,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::P10,
         Scenario::P11,
         Scenario::Pl,
+        Scenario::P12,
     ];
     let mut rows = Vec::new();
     for s in all {

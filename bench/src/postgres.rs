@@ -230,6 +230,7 @@ fn p8_single(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Row> {
                                         event_type: "Pinged".into(),
                                         data: crate::workload::raw(json!({ "i": i })),
                                         metadata: None,
+                                        schema_version: None,
                                     }];
                                     log.append(&format!("c{c}-{i}"), ExpectedVersion::NoStream, events)
                                         .await?;
@@ -308,7 +309,7 @@ pub fn p9(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
                 while start.elapsed() < d {
                     i += 1;
                     next += period;
-                    let body = json!({ "expected_version": "no_stream", "events": [{ "type": "OrderPlaced", "data": { "customer": "p9", "items": [] } }] });
+                    let body = json!({ "expected_version": "no_stream", "events": [{ "type": "OrderPlaced", "schema_version": 2, "data": { "customer": { "id": "p9", "name": "p9" }, "items": [] } }] });
                     let Ok(r) = agent.post(&format!("{base_a}/streams/p9-{c}-{i}/events")).send_json(body) else {
                         errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         continue;

@@ -52,6 +52,7 @@ pub fn load_projection(engine: &PluginEngine, path: &Path) -> anyhow::Result<Pro
     match engine.load(path) {
         Ok(Plugin::Projection(p)) => Ok(p),
         Ok(Plugin::Handler(_)) => anyhow::bail!("{} is a command handler", path.display()),
+        Ok(Plugin::Upcaster(_)) => anyhow::bail!("{} is an upcaster", path.display()),
         Err(e) => Err(e.into()),
     }
 }
@@ -208,6 +209,7 @@ pub fn batch_events(b: u64, n: u64) -> Vec<NewEvent> {
             event_type: "ItemAdded".into(),
             data: raw(json!({ "product_id": format!("p{}", (b + i) % 97), "quantity": 2, "price": 1.25 })),
             metadata: None,
+            schema_version: None,
         })
         .collect()
 }
@@ -620,7 +622,7 @@ pub fn p4(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>> 
                     i += 1;
                     next += period;
                     let t0 = Instant::now();
-                    let body = json!({ "expected_version": "no_stream", "events": [{ "type": "OrderPlaced", "data": { "customer": "p4", "items": [] } }] });
+                    let body = json!({ "expected_version": "no_stream", "events": [{ "type": "OrderPlaced", "schema_version": 2, "data": { "customer": { "id": "p4", "name": "p4" }, "items": [] } }] });
                     let Ok(r) = agent.post(&format!("{base}/streams/p4-{c}-{i}/events")).send_json(body) else { continue };
                     let Ok(v) = r.into_json::<Value>() else { continue };
                     let t1 = Instant::now();

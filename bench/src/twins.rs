@@ -5,8 +5,8 @@
 //! boundary and nothing else.
 
 use refract::plugin::{
-    ApplyError, Batch, Command, Description, Event, EventRef, HandlerDescription, NativeHandler,
-    NativeProjection, NewEvent, QueuedWrites, Rejection, SqlError, SqlSession, WriteQueue,
+    ApplyError, Batch, Command, Decision, Description, Event, EventRef, HandlerDescription, NativeHandler,
+    NativeProjection, NewEvent, QueuedWrites, Refusal, Rejection, Snapshot, SqlError, SqlSession, WriteQueue,
 };
 
 /// The host's queue of queued statements, as the SDK's native `Db` takes
@@ -76,7 +76,19 @@ pub struct OrderSummaryTwin;
 impl NativeProjection for OrderSummaryTwin {
     fn describe(&self) -> Description {
         let d = <order_summary::OrderSummary as refract_sdk::Projection>::describe();
-        Description { name: d.name, version: d.version, event_types: d.event_types, migrations: d.migrations }
+        // The twin is fed what the workload appends: `OrderPlaced` at
+        // version 2 already, as the plugin declares.
+        Description {
+            name: d.name,
+            version: d.version,
+            event_types: d.event_types,
+            migrations: d.migrations,
+            event_versions: d
+                .event_versions
+                .into_iter()
+                .map(|(event_type, version)| refract::plugin::EventVersion { event_type, version })
+                .collect(),
+        }
     }
 
     fn apply(&self, sql: &SqlSession, events: &Batch) -> Result<(), ApplyError> {
@@ -118,17 +130,30 @@ impl NativeHandler for OrdersTwin {
             name: format!("{}-native", d.name),
             version: d.version,
             command_types: d.command_types,
+            event_versions: d
+                .event_versions
+                .into_iter()
+                .map(|(event_type, version)| refract::plugin::EventVersion { event_type, version })
+                .collect(),
         }
     }
 
-    fn handle(&self, command: &Command, history: &[Event]) -> Result<Vec<NewEvent>, Rejection> {
+    /// Folds the whole history every time (no snapshots).
+    fn handle(
+        &self,
+        command: &Command,
+        _snapshot: Option<&Snapshot>,
+        history: &[Event],
+        _keep_state: bool,
+    ) -> Result<Decision, Refusal> {
         let history: Vec<refract_sdk::Event> = history.iter().map(to_sdk).collect();
         match refract_sdk::__private::decide::<orders::Orders>(&command.command_type, &command.data, &history)
         {
-            Ok(events) => {
-                Ok(events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect())
-            }
-            Err(r) => Err(Rejection { code: r.code, message: r.message }),
+            Ok(events) => Ok(Decision {
+                events: events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect(),
+                state: None,
+            }),
+            Err(r) => Err(Refusal::Rejected(Rejection { code: r.code, message: r.message })),
         }
     }
 }

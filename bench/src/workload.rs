@@ -38,31 +38,54 @@ pub fn order(o: u64) -> Vec<NewEvent> {
     let mut events = vec![NewEvent {
         event_type: "OrderPlaced".into(),
         data: raw(
-            json!({ "customer": format!("c{}", o % 1000), "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] }),
+            json!({ "customer": { "id": format!("c{}", o % 1000), "name": format!("Customer {}", o % 1000) }, "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] }),
         ),
         metadata: None,
+        schema_version: Some(2),
     }];
     for i in 0..8 {
         events.push(NewEvent {
             event_type: "ItemAdded".into(),
             data: raw(json!({ "product_id": format!("p{i}"), "quantity": 2, "price": 1.25 })),
             metadata: None,
+            schema_version: None,
         });
     }
     events.push(NewEvent {
         event_type: "OrderPaid".into(),
         data: raw(json!({ "payment_method": "card" })),
         metadata: None,
+        schema_version: None,
     });
+    events
+}
+
+/// The events of order `o` with its `OrderPlaced` at version 1 (the
+/// customer one string), as written before version 2.
+pub fn order_v1(o: u64) -> Vec<NewEvent> {
+    let mut events = order(o);
+    events[0].data = raw(
+        json!({ "customer": format!("c{}", o % 1000), "items": [{ "product_id": "p", "quantity": 1, "price": 9.5 }] }),
+    );
+    events[0].schema_version = Some(1);
     events
 }
 
 /// Writes `n` events of order traffic (10 per order, `n / 10` orders).
 pub async fn write_orders(log: &EventLog, n: u64) -> anyhow::Result<()> {
+    write_orders_with(log, n, order).await
+}
+
+/// [`write_orders`] with the orders `order_of` makes.
+pub async fn write_orders_with(
+    log: &EventLog,
+    n: u64,
+    order_of: fn(u64) -> Vec<NewEvent>,
+) -> anyhow::Result<()> {
     let mut written = 0;
     let mut o = 0;
     while written < n {
-        let mut events = order(o);
+        let mut events = order_of(o);
         events.truncate((n - written).min(10) as usize);
         written += events.len() as u64;
         log.append(&format!("order-{o}"), ExpectedVersion::NoStream, events).await?;

@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::__private::handler_bindings::exports::refract::plugin::decider::{self, Command, Guest, NewEvent};
+use crate::__private::handler_bindings::exports::refract::plugin::decider::{
+    self, Command, Decision, Guest, NewEvent, Refusal, Snapshot,
+};
 use crate::Event;
 
 /// A command handler: business rules that turn a command and the history of
@@ -22,9 +24,15 @@ use crate::Event;
 /// Handlers see nothing but the command and the history, so a decision is a
 /// pure function of them: the host may run it again when another writer
 /// changed the stream first.
+///
+/// The state is serialized (JSON) for the host's snapshots: on a long
+/// stream the host passes the state folded from its first events and only
+/// the events after them. `State` must therefore serialize everything
+/// `decide` relies on; a snapshot that does not deserialize (the state's
+/// shape changed) makes the host fold the whole history instead.
 pub trait CommandHandler {
     /// What the handler knows about one stream.
-    type State: Default;
+    type State: Default + Serialize + DeserializeOwned;
     /// The commands it accepts.
     type Command: DeserializeOwned;
     /// The events it reads and emits.
@@ -50,6 +58,9 @@ pub struct HandlerDescription {
     pub version: String,
     /// Command types it accepts.
     pub command_types: Vec<String>,
+    /// The versions of event types it reads and writes (see
+    /// [`HandlerDescription::reads`]).
+    pub event_versions: Vec<(String, u32)>,
 }
 
 impl HandlerDescription {
@@ -63,7 +74,16 @@ impl HandlerDescription {
             name: name.into(),
             version: version.into(),
             command_types: command_types.into_iter().map(Into::into).collect(),
+            event_versions: Vec::new(),
         }
+    }
+
+    /// Reads and writes events of `event_type` at version `version` of its
+    /// schema: the host upcasts older ones in the history, and records the
+    /// handler's events of that type at that version.
+    pub fn reads(mut self, event_type: impl Into<String>, version: u32) -> Self {
+        self.event_versions.push((event_type.into(), version));
+        self
     }
 }
 
@@ -108,7 +128,12 @@ pub fn run<H: CommandHandler>(
     data: &str,
     history: &[Event],
 ) -> Result<Vec<(String, String)>, Rejection> {
-    let mut state = H::State::default();
+    let state = fold::<H>(H::State::default(), history)?;
+    decide_on::<H>(&state, command_type, data)
+}
+
+/// Applies `history` to `state`, in order.
+pub fn fold<H: CommandHandler>(mut state: H::State, history: &[Event]) -> Result<H::State, Rejection> {
     for e in history {
         let event: H::Event =
             tagged(&e.event_type, &e.data).and_then(serde_json::from_value).map_err(|err| {
@@ -119,10 +144,19 @@ pub fn run<H: CommandHandler>(
             })?;
         state = H::evolve(state, event);
     }
+    Ok(state)
+}
+
+/// Decides on a command given as type + JSON data.
+fn decide_on<H: CommandHandler>(
+    state: &H::State,
+    command_type: &str,
+    data: &str,
+) -> Result<Vec<(String, String)>, Rejection> {
     let command: H::Command = tagged(command_type, data)
         .and_then(serde_json::from_value)
         .map_err(|e| Rejection::new("invalid_command", format!("invalid {command_type} command: {e}")))?;
-    let events = H::decide(&state, command)?;
+    let events = H::decide(state, command)?;
     events.iter().map(|e| untagged(e).map_err(|m| Rejection::new("handler_bug", m))).collect()
 }
 
@@ -143,16 +177,45 @@ impl<H: CommandHandler> ExportedHandler for HandlerExport<H> {
 impl<H: CommandHandler> Guest for HandlerExport<H> {
     fn describe() -> decider::Description {
         let d = H::describe();
-        decider::Description { name: d.name, version: d.version, command_types: d.command_types }
+        decider::Description {
+            event_versions: d
+                .event_versions
+                .into_iter()
+                .map(|(event_type, version)| crate::EventVersion { event_type, version })
+                .collect(),
+            name: d.name,
+            version: d.version,
+            command_types: d.command_types,
+        }
     }
 
-    fn handle(command: Command, history: Vec<Event>) -> Result<Vec<NewEvent>, decider::Rejection> {
-        match run::<H>(&command.command_type, &command.data, &history) {
-            Ok(events) => {
-                Ok(events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect())
-            }
-            Err(r) => Err(decider::Rejection { code: r.code, message: r.message }),
-        }
+    fn handle(
+        command: Command,
+        snapshot: Option<Snapshot>,
+        history: Vec<Event>,
+        keep_state: bool,
+    ) -> Result<Decision, Refusal> {
+        let rejected =
+            |r: Rejection| Refusal::Rejected(decider::Rejection { code: r.code, message: r.message });
+        let start = match snapshot {
+            Some(s) => serde_json::from_slice::<H::State>(&s.state).map_err(|e| {
+                Refusal::BadSnapshot(format!("cannot read the state of version {}: {e}", s.version))
+            })?,
+            None => H::State::default(),
+        };
+        let state = fold::<H>(start, &history).map_err(rejected)?;
+        let kept = if keep_state {
+            Some(serde_json::to_vec(&state).map_err(|e| {
+                rejected(Rejection::new("handler_bug", format!("cannot serialize the state: {e}")))
+            })?)
+        } else {
+            None
+        };
+        let events = decide_on::<H>(&state, &command.command_type, &command.data).map_err(rejected)?;
+        Ok(Decision {
+            events: events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect(),
+            state: kept,
+        })
     }
 }
 

@@ -8,6 +8,9 @@
 //!   [`export_projection!`].
 //! - A **reactor** (process manager, saga) implements [`Reactor`] and is
 //!   exported with [`export_reactor!`]. See `plugins/fulfilment`.
+//! - An **upcaster** implements [`Upcaster`] (one event type, one version
+//!   to the next) and is exported with [`export_upcaster!`]. See
+//!   `plugins/order-placed-v2`.
 //!
 //! A projection is a type implementing [`Projection`], exported with
 //! [`export_projection!`]. It receives events from the log, with `data`
@@ -61,6 +64,7 @@ mod queued;
 mod reactor;
 mod sql;
 pub mod testing;
+mod upcaster;
 mod value;
 
 pub use error::{Error, Result};
@@ -68,6 +72,7 @@ pub use handler::{CommandHandler, HandlerDescription, Rejection};
 pub use projection::{Description, Projection};
 pub use reactor::{Command, Commands, Reactor};
 pub use sql::{Db, Rows, SqlError};
+pub use upcaster::{Upcaster, UpcasterDescription, upcast_all};
 pub use value::{FromValue, Value};
 
 /// Re-exported so plugins need no direct dependency on serde_json.
@@ -76,6 +81,9 @@ pub use serde_json;
 /// One event from the log: position, stream, type, JSON `data` and
 /// `metadata`. Use [`Event::data`] to deserialize the payload.
 pub use __private::bindings::refract::plugin::types::Event;
+
+/// An event type at a version of its schema, as a plugin declares it.
+pub use __private::bindings::refract::plugin::types::EventVersion;
 
 /// Implementation details used by the export macros. Not part of the API.
 #[doc(hidden)]
@@ -134,9 +142,28 @@ pub mod __private {
         });
     }
 
+    /// Bindings of the `upcaster` world; shared interfaces come from
+    /// [`bindings`].
+    #[allow(clippy::too_many_arguments, missing_docs)]
+    pub mod upcaster_bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "refract:plugin/upcaster",
+            pub_export_macro: true,
+            export_macro_name: "export_upcaster_world",
+            default_bindings_module: "refract_sdk::__private::upcaster_bindings",
+            runtime_path: "refract_sdk::__private::wit_bindgen::rt",
+            additional_derives: [PartialEq],
+            with: {
+                "refract:plugin/log@0.1.0": crate::__private::bindings::refract::plugin::log,
+            },
+        });
+    }
+
     pub use crate::handler::{ExportedHandler, HandlerExport, run as decide};
     pub use crate::projection::{ExportedProjection, ProjectionExport};
     pub use crate::reactor::{ExportedReactor, ReactorExport};
     #[cfg(not(target_family = "wasm"))]
     pub use crate::sql::WriteQueue;
+    pub use crate::upcaster::{ExportedUpcaster, UpcasterExport};
 }

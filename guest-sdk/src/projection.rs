@@ -28,13 +28,22 @@ pub struct Description {
     pub event_types: Vec<String>,
     /// Schema migrations, in order, each run once.
     pub migrations: Vec<String>,
+    /// The versions of event types it reads: events stored at older
+    /// versions reach it upcast by the host's upcasters.
+    pub event_versions: Vec<(String, u32)>,
 }
 
 impl Description {
     /// A projection called `name` at version `version`, with no migrations,
     /// receiving every event type until [`Description::event_types`] narrows it.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { name: name.into(), version: version.into(), event_types: Vec::new(), migrations: Vec::new() }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            event_types: Vec::new(),
+            migrations: Vec::new(),
+            event_versions: Vec::new(),
+        }
     }
 
     /// Only these event types are delivered.
@@ -45,6 +54,26 @@ impl Description {
     {
         self.event_types = types.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Reads events of `event_type` at version `version` of its schema:
+    /// the host upcasts older ones before they arrive.
+    pub fn reads(mut self, event_type: impl Into<String>, version: u32) -> Self {
+        self.event_versions.push((event_type.into(), version));
+        self
+    }
+
+    /// The declared versions, as the WIT carries them.
+    pub(crate) fn wit_versions(
+        &self,
+    ) -> Vec<crate::__private::bindings::refract::plugin::types::EventVersion> {
+        self.event_versions
+            .iter()
+            .map(|(t, v)| crate::__private::bindings::refract::plugin::types::EventVersion {
+                event_type: t.clone(),
+                version: *v,
+            })
+            .collect()
     }
 
     /// Appends a schema migration (SQL, one or more statements).
@@ -146,6 +175,7 @@ impl<P: Projection> Guest for ProjectionExport<P> {
     fn describe() -> projector::Description {
         let d = P::describe();
         projector::Description {
+            event_versions: d.wit_versions(),
             name: d.name,
             version: d.version,
             event_types: d.event_types,

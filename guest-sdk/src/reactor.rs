@@ -134,6 +134,7 @@ impl<R: Reactor> Guest for ReactorExport<R> {
     fn describe() -> reactor::Description {
         let d = R::describe();
         reactor::Description {
+            event_versions: d.wit_versions(),
             name: d.name,
             version: d.version,
             event_types: d.event_types,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::command::Handlers;
+use crate::evolution::{Contracts, SnapshotStore, Upcasters};
 use crate::http::{self, HttpOptions};
 use crate::inbox::{Ingest, IngestOptions};
 use crate::log::{EventLog, LogLocation, LogOptions};
@@ -67,6 +68,9 @@ pub struct Config {
     pub drop_removed: bool,
     /// Serve on a non-loopback address without a token (not recommended).
     pub allow_open: bool,
+    /// Keep a command handler's state for a stream each time it folded at
+    /// least this many events (`DATA/snapshots`); 0: no snapshots.
+    pub snapshot_every: u64,
 }
 
 impl Config {
@@ -92,6 +96,7 @@ impl Config {
             pause_on_refused: BTreeSet::new(),
             drop_removed: false,
             allow_open: false,
+            snapshot_every: 100,
         }
     }
 }
@@ -103,8 +108,11 @@ pub struct App {
     pub log: EventLog,
     /// The loaded projections.
     pub projections: Projections,
-    /// The loaded command handlers.
+    /// The loaded command handlers, the schema contracts and the handler
+    /// snapshots.
     pub handlers: Arc<Handlers>,
+    /// The loaded upcasters.
+    pub upcasters: Arc<Upcasters>,
     /// Which plugin file provides what; the files that failed to load.
     pub files: PluginFiles,
     /// HTTP limits.
@@ -156,7 +164,9 @@ impl App {
         let engine = PluginEngine::new(config.sandbox, Some(&config.data_dir.join("cache")))
             .context("while creating the wasm engine")?
             .with_compiler(config.compiler.clone());
-        let handlers = Arc::new(Handlers::default());
+        let snapshots = (config.snapshot_every > 0)
+            .then(|| SnapshotStore::new(config.data_dir.join("snapshots"), config.snapshot_every));
+        let handlers = Arc::new(Handlers::new(Arc::new(Contracts::default()), snapshots, metrics.clone()));
         let projections = Projections::new(
             log.clone(),
             handlers.clone(),
@@ -186,6 +196,7 @@ impl App {
             log,
             projections,
             handlers,
+            upcasters: Arc::new(Upcasters::default()),
             files: PluginFiles::default(),
             http: config.http.clone(),
             engine,
@@ -199,7 +210,9 @@ impl App {
         let dir = &config.plugins_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating the plugins directory {}", dir.display()))?;
-        reload::load_dir(&app, dir)
+        // Plugins run synchronously (describe, migrations); WASI calls
+        // must not meet the runtime's own thread.
+        tokio::task::block_in_place(|| reload::load_dir(&app, dir))
             .with_context(|| format!("while reading the plugins directory {}", dir.display()))?;
         for options in &config.ingests {
             let ingest =

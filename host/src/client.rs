@@ -21,12 +21,20 @@ impl Client {
     }
 
     fn call(&self, method: &str, path: &str) -> anyhow::Result<Value> {
+        self.call_with(method, path, None)
+    }
+
+    fn call_with(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::request(method, &url);
         if let Some(t) = &self.token {
             request = request.set("Authorization", &format!("Bearer {t}"));
         }
-        let response = match request.call() {
+        let sent = match body {
+            Some(b) => request.send_json(b),
+            None => request.call(),
+        };
+        let response = match sent {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
                 let body: Value = r.into_json().unwrap_or(Value::Null);
@@ -188,5 +196,55 @@ impl Client {
             }
         }
         Ok(consistent)
+    }
+
+    /// Asks the server whether the schema in `file`
+    /// (`<EventType>.v<N>.schema.json`) accepts every stored event of its
+    /// type (older versions upcast to it first) and prints the events it
+    /// refuses and the plugins that read the type; whether it accepts all.
+    pub fn schema_check(&self, file: &std::path::Path) -> anyhow::Result<bool> {
+        let (event_type, version) =
+            crate::evolution::contracts::parse_name(file).map_err(anyhow::Error::msg)?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("while reading {}", file.display()))?;
+        let schema: Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+        let body = serde_json::json!({ "event_type": event_type, "version": version, "schema": schema });
+        let r = self.call_with("POST", "/schemas/check", Some(&body))?;
+        let accepts = r["accepts"].as_bool().unwrap_or(false);
+        println!(
+            "{event_type} v{version}: {} — {} stored event(s) checked, {} refused, {} newer left out",
+            if accepts { "accepts every stored event" } else { "REFUSES stored events" },
+            r["checked"],
+            r["refused_total"],
+            r["newer"]
+        );
+        for e in r["refused"].as_array().into_iter().flatten() {
+            println!(
+                "  position {} ({} v{} of {}): at {:?}: {}",
+                e["position"],
+                event_type,
+                e["stored_version"],
+                e["stream_id"].as_str().unwrap_or("?"),
+                e["path"].as_str().unwrap_or(""),
+                e["error"].as_str().unwrap_or("")
+            );
+        }
+        let consumers = r["consumers"].as_array().cloned().unwrap_or_default();
+        if consumers.is_empty() {
+            println!("no loaded plugin reads {event_type}");
+        }
+        for c in consumers {
+            println!(
+                "  read by {} {} ({})",
+                c["kind"].as_str().unwrap_or("?"),
+                c["name"].as_str().unwrap_or("?"),
+                match c["reads_version"].as_u64() {
+                    Some(v) => format!("declares v{v}"),
+                    None => "reads events as stored".to_owned(),
+                }
+            );
+        }
+        Ok(accepts)
     }
 }

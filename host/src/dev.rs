@@ -65,7 +65,34 @@ pub fn build_plugins(source: &Path, target_dir: &Path, plugins_dir: &Path) -> an
         "no plugins in {} (directories with a Cargo.toml, a src/index.ts or an app.py)",
         source.display()
     );
+    install_schemas(source, plugins_dir)?;
     crates.iter().map(|dir| build_plugin(dir, target_dir, plugins_dir, false)).collect()
+}
+
+/// Copies the event schemas of `source/schemas/` (`<EventType>.v<N>.schema.json`)
+/// into `plugins_dir`, where the server loads them; the number copied.
+pub fn install_schemas(source: &Path, plugins_dir: &Path) -> anyhow::Result<usize> {
+    let dir = source.join("schemas");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+    std::fs::create_dir_all(plugins_dir)
+        .with_context(|| format!("while creating {}", plugins_dir.display()))?;
+    let mut copied = 0;
+    for file in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !crate::evolution::contracts::is_schema_file(&file) {
+            continue;
+        }
+        let Some(name) = file.file_name() else { continue };
+        let dest = plugins_dir.join(name);
+        if std::fs::read(&file).ok() == std::fs::read(&dest).ok() {
+            continue;
+        }
+        // Written aside and renamed, so the server reads it whole.
+        let tmp = plugins_dir.join(format!(".{}.tmp", name.to_string_lossy()));
+        std::fs::copy(&file, &tmp).with_context(|| format!("while copying {}", file.display()))?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("while installing {}", dest.display()))?;
+        copied += 1;
+    }
+    Ok(copied)
 }
 
 /// Watches the crates in `source`; on a change, rebuilds the crate and
@@ -95,6 +122,13 @@ pub fn watch_sources(
             let mut changed = BTreeSet::from([first]);
             while let Ok(p) = rx.recv_timeout(Duration::from_millis(400)) {
                 changed.insert(p);
+            }
+            if changed.iter().any(|p| crate::evolution::contracts::is_schema_file(p)) {
+                match install_schemas(&source, &plugins_dir) {
+                    Ok(n) if n > 0 => eprintln!("refract dev: installed {n} changed event schema(s)"),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("refract dev: cannot install the event schemas: {e:#}"),
+                }
             }
             let crates: BTreeSet<PathBuf> = changed.iter().filter_map(|p| crate_of(&source, p)).collect();
             for dir in crates {

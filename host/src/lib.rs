@@ -14,6 +14,7 @@ pub mod client;
 pub mod command;
 pub mod db;
 pub mod dev;
+pub mod evolution;
 pub mod http;
 pub mod inbox;
 pub mod log;

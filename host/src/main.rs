@@ -107,6 +107,14 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Event schemas: `refract schema check FILE` tells, before a schema
+    /// file is deployed, whether it accepts every stored event of its type
+    /// and which loaded plugins read the type; exits with status 1 if it
+    /// refuses any.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// Compile a component into a server's code cache (run by the server
     /// itself for large components, so their compile's memory dies with
     /// this process).
@@ -123,6 +131,18 @@ enum Command {
         /// The PostgreSQL log: postgres://USER@HOST:PORT/DB.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Check a schema file (`<EventType>.v<N>.schema.json`) against the
+    /// events a running server's log holds.
+    Check {
+        /// The schema file.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -204,6 +224,11 @@ struct ServeArgs {
     /// snapshot`) when it has no read model yet (repeatable).
     #[arg(long = "snapshot", value_name = "NAME=FILE", value_parser = parse_snapshot)]
     snapshots: Vec<(String, PathBuf)>,
+    /// Keep a command handler's state for a stream each time it folded at
+    /// least this many events, so commands on long streams fold only what
+    /// came after (0: no handler snapshots).
+    #[arg(long, default_value_t = 100)]
+    handler_snapshot_every: u64,
     /// Directory of .wasm plugins (for `dev`: where built plugins are put).
     #[arg(long, env = "REFRACT_PLUGINS", default_value = ".refract/plugins")]
     plugins: PathBuf,
@@ -341,6 +366,7 @@ impl ServeArgs {
         let mut c = Config::new(&self.data, &self.plugins);
         c.log_url = self.log.clone();
         c.snapshots = self.snapshots.clone();
+        c.snapshot_every = self.handler_snapshot_every;
         c.log.postgres.timeout = Duration::from_millis(self.log_timeout_ms);
         c.log.postgres.poll = Duration::from_millis(self.log_poll_ms);
         c.log.postgres.notify = !self.no_log_notify;
@@ -452,6 +478,12 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Compile(args) => return args.run(),
+        Command::Schema { action: SchemaAction::Check { file, remote } } => {
+            if remote.client().schema_check(&file)? {
+                return Ok(());
+            }
+            std::process::exit(1);
+        }
         Command::Verify { name, remote } => {
             if remote.client().verify(&name)? {
                 return Ok(());

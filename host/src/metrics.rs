@@ -38,6 +38,12 @@ struct ReactorCommandLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpcastLabel {
+    upcaster: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
     method: &'static str,
     route: Route,
@@ -132,6 +138,8 @@ struct Inner {
     reactor_commands: Family<ReactorCommandLabel, Counter>,
     requests: Family<RequestLabel, Counter>,
     request_seconds: Histograms<RouteLabel>,
+    upcasts: Family<UpcastLabel, Counter>,
+    snapshots: Family<OutcomeLabel, Counter>,
 }
 
 /// The metrics of one projection build, held by its runner.
@@ -256,6 +264,18 @@ impl Metrics {
         let reactor_commands = Family::default();
         let requests = Family::default();
         let request_seconds: Histograms<RouteLabel> = Family::new_with_constructor(seconds_histogram);
+        let upcasts = Family::default();
+        let snapshots = Family::default();
+        r.register(
+            "upcasts",
+            "Events rewritten by an upcaster, by outcome: ok, failed (the events of a failed call)",
+            upcasts.clone(),
+        );
+        r.register(
+            "handler_snapshots",
+            "Command-handler snapshots by outcome: used, saved, fallback (unreadable or refused: the whole history was used)",
+            snapshots.clone(),
+        );
         r.register("projection_events_applied", "Events applied by a projection", applied.clone());
         r.register("projection_batches", "Batches committed by a projection", batches.clone());
         r.register(
@@ -348,6 +368,8 @@ impl Metrics {
                 reactor_commands,
                 requests,
                 request_seconds,
+                upcasts,
+                snapshots,
             }),
         }
     }
@@ -395,6 +417,18 @@ impl Metrics {
     pub fn command(&self, handler: &str, outcome: &str) {
         let l = CommandLabel { handler: handler.to_owned(), outcome: outcome.to_owned() };
         self.inner.commands.get_or_create(&l).inc();
+    }
+
+    /// Counts `events` rewritten by `upcaster`, by outcome (`ok`, `failed`).
+    pub fn upcast(&self, upcaster: &str, outcome: &'static str, events: u64) {
+        let l = UpcastLabel { upcaster: upcaster.to_owned(), outcome };
+        self.inner.upcasts.get_or_create(&l).inc_by(events);
+    }
+
+    /// Counts a command-handler snapshot by outcome (`used`, `saved`,
+    /// `fallback`).
+    pub fn snapshot(&self, outcome: &'static str) {
+        self.inner.snapshots.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Records an HTTP request (`method` from [`method_label`]).

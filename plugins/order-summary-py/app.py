@@ -66,13 +66,17 @@ class OrderSummary(Projection):
     version = "0.1.0"
     event_types = ["OrderPlaced", "ItemAdded", "OrderPaid", "OrderShipped", "OrderCancelled"]
     migrations = [SCHEMA]
+    event_versions = {"OrderPlaced": 2}
 
     def apply(self, db: Db, event: Event) -> None:
         order, pos, data = event.stream_id, event.position, event.data
         if not isinstance(data, dict):
             raise ValueError("invalid type: expected an object")
         if event.type == "OrderPlaced":
-            customer = text(data, "customer")
+            who = data.get("customer") if isinstance(data, dict) else None
+            if not isinstance(who, dict):
+                raise ValueError("missing field `customer` (an object with `id` and `name`)")
+            customer = text(who, "id")
             items = data.get("items", [])
             if not isinstance(items, list):
                 raise ValueError("invalid type for `items`: expected a list")

@@ -6,7 +6,7 @@ from app import plugin
 
 
 def placed(pos, order):
-    return event(pos, order, 1, "OrderPlaced", {"customer": "ada", "items": [{"product_id": "p1", "quantity": 2, "price": 5.0}]})
+    return event(pos, order, 1, "OrderPlaced", {"customer": {"id": "ada", "name": "Ada"}, "items": [{"product_id": "p1", "quantity": 2, "price": 5.0}]})
 
 
 class OrderSummaryTest(unittest.TestCase):
@@ -41,7 +41,7 @@ class OrderSummaryTest(unittest.TestCase):
     def test_a_quantity_past_64_bits_is_an_error_not_a_crash(self):
         t = ProjectionTest(plugin)
         with self.assertRaises(ApplyError) as e:
-            t.apply([event(1, "o", 1, "OrderPlaced", {"customer": "c", "items": [{"product_id": "p", "quantity": 10**23, "price": 1}]})])
+            t.apply([event(1, "o", 1, "OrderPlaced", {"customer": {"id": "c", "name": "C"}, "items": [{"product_id": "p", "quantity": 10**23, "price": 1}]})])
         self.assertIn("quantity", e.exception.message)
 
 

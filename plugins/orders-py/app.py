@@ -39,6 +39,7 @@ class Orders(CommandHandler):
     name = "orders-py"
     version = "0.1.0"
     command_types = ["PlaceOrder", "AddItem", "PayOrder", "ShipOrder", "CancelOrder"]
+    event_versions = {"OrderPlaced": 2}
 
     def initial_state(self) -> Order:
         return Order()
@@ -63,8 +64,16 @@ class Orders(CommandHandler):
         if t == "PlaceOrder":
             if s != "none":
                 raise reject("order_exists", "this order has already been placed")
-            customer = field(d, "customer", str, "a string")
-            if not customer.strip():
+            who = d.get("customer") if isinstance(d, dict) else None
+            if isinstance(who, dict):
+                customer = {
+                    "id": field(who, "id", str, "a string"),
+                    "name": field(who, "name", str, "a string"),
+                }
+            else:
+                cid = field(d, "customer", str, "a string or an object")
+                customer = {"id": cid, "name": cid}
+            if not customer["id"].strip() or not customer["name"].strip():
                 raise reject("invalid_customer", "customer must not be empty")
             items = d.get("items", [])
             if not isinstance(items, list):

@@ -10,7 +10,7 @@ def item(q):
     return {"product_id": "p-1", "quantity": q, "price": 2.5}
 
 
-PLACED = NewEvent("OrderPlaced", {"customer": "ada", "items": [item(1)]})
+PLACED = NewEvent("OrderPlaced", {"customer": {"id": "ada", "name": "ada"}, "items": [item(1)]})
 PAID = NewEvent("OrderPaid", {"payment_method": "card"})
 SHIPPED = NewEvent("OrderShipped", {"carrier": "dhl"})
 CANCELLED = NewEvent("OrderCancelled", {"reason": None})
@@ -26,7 +26,7 @@ class OrdersTest(unittest.TestCase):
         given(plugin, [PLACED]).when("CancelOrder", {}).then_events([CANCELLED])
 
     def test_rejects_what_the_rules_forbid(self):
-        empty = NewEvent("OrderPlaced", {"customer": "ada", "items": []})
+        empty = NewEvent("OrderPlaced", {"customer": {"id": "ada", "name": "ada"}, "items": []})
         given(plugin, [PLACED, PAID]).when("PayOrder", PAY).then_rejected("already_paid")
         given(plugin, [PLACED, CANCELLED]).when("PayOrder", PAY).then_rejected("order_cancelled")
         given(plugin, [empty]).when("PayOrder", PAY).then_rejected("order_empty")

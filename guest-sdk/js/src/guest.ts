@@ -4,7 +4,19 @@
 
 import * as sql from 'refract:plugin/sql@0.1.0';
 import * as log from 'refract:plugin/log@0.1.0';
-import { type Db, type Event, type Handler, type Projection, type Row, Rejection, failure, parse, run, setLogSink } from './index.ts';
+import {
+  type Db,
+  type Event,
+  type Handler,
+  type Projection,
+  type Row,
+  Rejection,
+  decideOn,
+  failure,
+  fold,
+  parse,
+  setLogSink,
+} from './index.ts';
 import { Pending, type Param, fromValue, toValue } from './values.ts';
 import { type Batch, unpack } from './batch.ts';
 
@@ -72,7 +84,13 @@ class HostDb implements Db {
 export function projectorExport(p: Projection) {
   return {
     describe() {
-      return { name: p.name, version: p.version, eventTypes: p.eventTypes, migrations: p.migrations };
+      return {
+        name: p.name,
+        version: p.version,
+        eventTypes: p.eventTypes,
+        migrations: p.migrations,
+        eventVersions: versions(p.eventVersions),
+      };
     },
     apply(batch: Batch) {
       const db = new HostDb();
@@ -106,17 +124,39 @@ interface WitEvent {
   recordedAt: bigint;
 }
 
+/** Declared versions as the WIT carries them. */
+function versions(v: Record<string, number> | undefined) {
+  return Object.entries(v ?? {}).map(([eventType, version]) => ({ eventType, version }));
+}
+
 /** The `decider` export of a command handler. */
 export function deciderExport(h: Handler) {
   return {
     describe() {
-      return { name: h.name, version: h.version, commandTypes: h.commandTypes };
+      return {
+        name: h.name,
+        version: h.version,
+        commandTypes: h.commandTypes,
+        eventVersions: versions(h.eventVersions),
+      };
     },
     handle(
       command: { commandType: string; streamId: string; data: string; metadata: string },
+      snapshot: { version: bigint; state: Uint8Array } | undefined,
       history: WitEvent[],
+      keepState: boolean,
     ) {
-      const refuse = (code: string, message: string) => ({ payload: { code, message } });
+      const refuse = (code: string, message: string) => ({ payload: { tag: 'rejected', val: { code, message } } });
+      let start: unknown;
+      if (snapshot === undefined) {
+        start = h.initialState();
+      } else {
+        try {
+          start = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(snapshot.state));
+        } catch (e) {
+          throw { payload: { tag: 'bad-snapshot', val: `cannot read the state: ${(e as Error).message}` } };
+        }
+      }
       let events: Event[];
       try {
         events = history.map((e) => ({
@@ -144,7 +184,13 @@ export function deciderExport(h: Handler) {
         metadata: JSON.parse(command.metadata),
       };
       try {
-        return run(h, cmd, events).map((e) => ({ eventType: e.type, data: JSON.stringify(e.data ?? null) }));
+        const state = fold(h, start, events);
+        const kept = keepState ? new TextEncoder().encode(JSON.stringify(state)) : undefined;
+        const decided = decideOn(h, state, cmd).map((e) => ({
+          eventType: e.type,
+          data: JSON.stringify(e.data ?? null),
+        }));
+        return { events: decided, state: kept };
       } catch (e) {
         if (e instanceof Rejection) throw refuse(e.code, e.message);
         throw e;

@@ -53,6 +53,9 @@ export interface ProjectionDefinition {
   eventTypes: string[];
   /** Schema migrations, in order; append, never edit one that shipped. */
   migrations: string[];
+  /** The schema version of each event type it reads (`{ OrderPlaced: 2 }`):
+   *  the host upcasts older events before they arrive. */
+  eventVersions?: Record<string, number>;
   /** Applies one event. Throw to fail the batch at this event. */
   apply(db: Db, event: Event): void;
 }
@@ -79,7 +82,13 @@ export interface HandlerDefinition<S = any> {
   version: string;
   /** The command types it accepts. */
   commandTypes: string[];
-  /** The state of a stream with no events. */
+  /** The schema version of each event type it reads and writes
+   *  (`{ OrderPlaced: 2 }`): older events in a history arrive upcast, and
+   *  its events of these types are recorded at these versions. */
+  eventVersions?: Record<string, number>;
+  /** The state of a stream with no events. It must survive
+   *  `JSON.stringify` and `JSON.parse` unchanged: the host keeps it as a
+   *  snapshot of long streams. */
   initialState(): S;
   /** Folds one past event into the state. */
   evolve(state: S, event: Event): S;
@@ -138,8 +147,17 @@ export function parse(what: string, text: string): any {
 /** Folds `history` and decides on `command`: the SDK's run of a handler,
  *  shared by the component and the native test helpers. */
 export function run<S>(h: HandlerDefinition<S>, command: Command, history: Event[]): NewEvent[] {
-  let state = h.initialState();
+  return decideOn(h, fold(h, h.initialState(), history), command);
+}
+
+/** Folds `history` into `state`. */
+export function fold<S>(h: HandlerDefinition<S>, state: S, history: Event[]): S {
   for (const e of history) state = h.evolve(state, e);
+  return state;
+}
+
+/** Decides on `command` given a folded `state`. */
+export function decideOn<S>(h: HandlerDefinition<S>, state: S, command: Command): NewEvent[] {
   const events = h.decide(state, command);
   if (!Array.isArray(events)) throw new TypeError(`decide must return an array of events, got ${typeof events}`);
   for (const e of events) {

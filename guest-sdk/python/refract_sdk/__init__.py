@@ -115,6 +115,9 @@ class Projection:
     event_types: List[str] = []
     #: Schema migrations, in order; append, never edit one that shipped.
     migrations: List[str] = []
+    #: The schema version of each event type it reads (``{"OrderPlaced": 2}``):
+    #: the host upcasts older events before they arrive.
+    event_versions: Dict[str, int] = {}
 
     def apply(self, db: Db, event: Event) -> None:
         """Applies one event; raise to fail the batch at this event."""
@@ -128,9 +131,15 @@ class CommandHandler:
     name: str = ""
     version: str = "0.0.0"
     command_types: List[str] = []
+    #: The schema version of each event type it reads and writes: older
+    #: events in a history arrive upcast, and its events of these types are
+    #: recorded at these versions.
+    event_versions: Dict[str, int] = {}
 
     def initial_state(self) -> Any:
-        """The state of a stream with no events."""
+        """The state of a stream with no events. The state must come back
+        unchanged through ``json.dumps`` and ``json.loads``: the host keeps
+        it as a snapshot of long streams."""
         return None
 
     def evolve(self, state: Any, event: Event) -> Any:
@@ -153,9 +162,18 @@ def failure(position: int, event_type: str, e: BaseException) -> str:
 def run(handler: CommandHandler, command: Command, history: Sequence[Event]) -> List[NewEvent]:
     """Folds ``history`` and decides on ``command``: shared by the component
     and the native test helpers."""
-    state = handler.initial_state()
+    return decide_on(handler, fold(handler, handler.initial_state(), history), command)
+
+
+def fold(handler: CommandHandler, state: Any, history: Sequence[Event]) -> Any:
+    """Folds ``history`` into ``state``."""
     for e in history:
         state = handler.evolve(state, e)
+    return state
+
+
+def decide_on(handler: CommandHandler, state: Any, command: Command) -> List[NewEvent]:
+    """Decides on ``command`` given a folded ``state``."""
     events = handler.decide(state, command)
     if not isinstance(events, list):
         raise TypeError(f"decide must return a list of events, got {type(events).__name__}")

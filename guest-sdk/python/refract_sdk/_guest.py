@@ -4,6 +4,7 @@ host. Only the component built by ``refract_sdk.build`` imports this."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from componentize_py_types import Err
@@ -13,7 +14,7 @@ try:
 except ImportError:  # a command handler's world has no database
     sql = types = None
 
-from . import Command, Event, Rejection, failure, log, run, to_json
+from . import Command, Event, Rejection, decide_on, failure, fold, log, to_json
 from .batch import unpack
 from .values import BLOB, INTEGER, NULL, REAL, TEXT, Pending, tagged
 
@@ -97,7 +98,11 @@ def projector_for(plugin):
     class Projector(exports.Projector):
         def describe(self):
             return projector.Description(
-                plugin.name, plugin.version, list(plugin.event_types), list(plugin.migrations)
+                plugin.name,
+                plugin.version,
+                list(plugin.event_types),
+                list(plugin.migrations),
+                _versions(plugin.event_versions),
             )
 
         def apply(self, batch):
@@ -120,15 +125,54 @@ def projector_for(plugin):
     return Projector
 
 
+def _dump_state(state):
+    # A dataclass state is kept as its fields.
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        state = dataclasses.asdict(state)
+    return json.dumps(state, separators=(",", ":")).encode("utf-8")
+
+
+def _load_state(plugin, raw):
+    loaded = json.loads(raw.decode("utf-8"))
+    initial = plugin.initial_state()
+    if dataclasses.is_dataclass(initial) and not isinstance(initial, type):
+        if not isinstance(loaded, dict):
+            raise ValueError("the state is not an object of the state's fields")
+        try:
+            return type(initial)(**loaded)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
+    return loaded
+
+
+def _versions(declared):
+    # The handler world imports `types` without `sql`.
+    from wit_world.imports import types as wit_types
+
+    return [wit_types.EventVersion(t, v) for t, v in declared.items()]
+
+
 def decider_for(plugin):
     from wit_world import exports
     from wit_world.exports import decider
 
     class Decider(exports.Decider):
         def describe(self):
-            return decider.Description(plugin.name, plugin.version, list(plugin.command_types))
+            return decider.Description(
+                plugin.name, plugin.version, list(plugin.command_types), _versions(plugin.event_versions)
+            )
 
-        def handle(self, command, history):
+        def handle(self, command, snapshot, history, keep_state):
+            def refuse(code, message):
+                return Err(decider.Refusal_Rejected(decider.Rejection(code, message)))
+
+            if snapshot is None:
+                start = plugin.initial_state()
+            else:
+                try:
+                    start = _load_state(plugin, bytes(snapshot.state))
+                except ValueError as e:
+                    raise Err(decider.Refusal_BadSnapshot(f"cannot read the state: {e}"))
             try:
                 events = [
                     Event(
@@ -143,16 +187,18 @@ def decider_for(plugin):
                     for e in history
                 ]
             except ValueError as e:
-                raise Err(decider.Rejection("invalid_history", f"cannot read the stream's history: {e}"))
+                raise refuse("invalid_history", f"cannot read the stream's history: {e}")
             try:
                 data = json.loads(command.data)
             except ValueError as e:
-                raise Err(decider.Rejection("invalid_command", f"invalid {command.command_type} command: {e}"))
+                raise refuse("invalid_command", f"invalid {command.command_type} command: {e}")
             cmd = Command(command.command_type, data, command.stream_id, json.loads(command.metadata))
             try:
-                decided = run(plugin, cmd, events)
+                state = fold(plugin, start, events)
+                kept = _dump_state(state) if keep_state else None
+                decided = decide_on(plugin, state, cmd)
             except Rejection as r:
-                raise Err(decider.Rejection(r.code, r.message))
-            return [decider.NewEvent(e.type, to_json(e.data)) for e in decided]
+                raise refuse(r.code, r.message)
+            return decider.Decision([decider.NewEvent(e.type, to_json(e.data)) for e in decided], kept)
 
     return Decider

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::evolution::{Contracts, SnapshotStore, Stored};
 use crate::log::{AppendError, EventLog, ExpectedVersion, Idempotency, NewEvent, RecordedEvent};
-use crate::plugin::{Command, Event, HandlerPlugin};
+use crate::metrics::Metrics;
+use crate::plugin::{Command, Event, HandlerPlugin, Refusal, Snapshot};
 
 /// Most attempts at one command when other writers keep changing its stream.
 pub const MAX_ATTEMPTS: u32 = 50;
@@ -75,6 +77,9 @@ pub enum CommandError {
     /// The handler refused the command.
     #[error("{message}")]
     Rejected { code: String, message: String },
+    /// An event does not follow its type's schema (see `GET /schemas`).
+    #[error("{message}")]
+    SchemaViolation { path: String, message: String },
     /// Other writers kept changing the stream.
     #[error("stream {stream_id} kept changing under the command; gave up after {attempts} attempts")]
     Conflict { stream_id: String, attempts: u32 },
@@ -101,10 +106,18 @@ impl From<crate::log::ReadError> for CommandError {
     }
 }
 
-/// Every loaded command handler, by name.
+/// Every loaded command handler, by name, and what commands share: the
+/// schema contracts their events must follow, the snapshots of their
+/// state.
 #[derive(Default)]
 pub struct Handlers {
     loaded: RwLock<BTreeMap<String, Arc<HandlerPlugin>>>,
+    /// The schemas events are checked against.
+    pub contracts: Arc<Contracts>,
+    /// Handler snapshots; `None`: none kept.
+    pub snapshots: Option<SnapshotStore>,
+    /// Where snapshot and upcast counts go.
+    pub metrics: Metrics,
 }
 
 /// A handler as listed by `GET /handlers`.
@@ -123,6 +136,12 @@ pub struct HandlerInfo {
 }
 
 impl Handlers {
+    /// No handler yet; events checked against `contracts`, snapshots kept
+    /// in `snapshots`.
+    pub fn new(contracts: Arc<Contracts>, snapshots: Option<SnapshotStore>, metrics: Metrics) -> Self {
+        Self { loaded: RwLock::default(), contracts, snapshots, metrics }
+    }
+
     /// Adds `plugin`. A handler of the same name loaded from the same file
     /// is replaced at once (commands in flight finish on the version they
     /// started with); one from another file is a conflict.
@@ -138,6 +157,9 @@ impl Handlers {
             ));
         }
         tracing::info!(handler = %name, version = %plugin.description.version, file = %plugin.path.display(), "loaded command handler");
+        if let Some(store) = &self.snapshots {
+            store.prune(&name, &plugin.hash);
+        }
         loaded.insert(name, Arc::new(plugin));
         Ok(())
     }
@@ -270,24 +292,60 @@ pub async fn execute(
         metadata: req.metadata.as_ref().map_or_else(|| "{}".to_owned(), |m| m.get().to_owned()),
     };
     let command = Arc::new(command);
-    for attempt in 1..=MAX_ATTEMPTS {
-        let history = log.read_whole_stream(req.stream_id.clone()).await?;
-        let expected =
-            history.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
+    // Versions the handler writes its events at.
+    let versions: BTreeMap<&str, u32> =
+        plugin.description.event_versions.iter().map(|v| (v.event_type.as_str(), v.version)).collect();
+    let mut use_snapshot = handlers.snapshots.is_some();
+    let mut attempt = 0;
+    while attempt < MAX_ATTEMPTS {
+        attempt += 1;
+        let state = read_state(log, handlers, &plugin, &req.stream_id, use_snapshot).await?;
+        let expected = state.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        let mut history = state.history;
+        if let Some(plan) = &plugin.upcasts {
+            tokio::task::block_in_place(|| plan.events(&mut history)).map_err(|(position, message)| {
+                CommandError::PluginFailed {
+                    plugin: handler.to_owned(),
+                    message: format!("cannot read the stream's event at position {position}: {message}"),
+                }
+            })?;
+        }
+        let last = history.last().map(|e| (e.stream_version, e.position));
+        let keep_state = handlers
+            .snapshots
+            .as_ref()
+            .is_some_and(|s| s.every() > 0 && use_snapshot && history.len() as u64 >= s.every());
         let history: Vec<Event> = history.into_iter().map(to_plugin_event).collect();
+        let snapshot = state.snapshot.map(|s| Snapshot { version: s.version, state: s.state });
+        let had_snapshot = snapshot.is_some();
         let (p, c) = (plugin.clone(), command.clone());
         // Held by the blocking task, so the instance's slot is counted
         // until it is gone even if this request is dropped meanwhile.
         let slot = plugin.instance_slot().await;
         let decided = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            p.handle(&c, &history)
+            p.handle(&c, snapshot.as_ref(), &history, keep_state)
         })
         .await
         .map_err(|e| CommandError::PluginFailed { plugin: handler.to_owned(), message: e.to_string() })?;
-        let new_events = match decided {
-            Ok(Ok(events)) => events,
-            Ok(Err(r)) => return Err(CommandError::Rejected { code: r.code, message: r.message }),
+        let decision = match decided {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(Refusal::Rejected(r))) => {
+                return Err(CommandError::Rejected { code: r.code, message: r.message });
+            }
+            Ok(Err(Refusal::BadSnapshot(why))) if had_snapshot => {
+                tracing::warn!(handler, stream = %req.stream_id, reason = %why, "the handler cannot read its snapshot; using the whole history");
+                handlers.metrics.snapshot("fallback");
+                use_snapshot = false;
+                attempt -= 1;
+                continue;
+            }
+            Ok(Err(Refusal::BadSnapshot(why))) => {
+                return Err(CommandError::PluginFailed {
+                    plugin: handler.to_owned(),
+                    message: format!("refused a snapshot it was not given: {why}"),
+                });
+            }
             Err(e) => {
                 return Err(CommandError::PluginFailed {
                     plugin: handler.to_owned(),
@@ -295,7 +353,23 @@ pub async fn execute(
                 });
             }
         };
-        let events = new_events
+        if had_snapshot {
+            handlers.metrics.snapshot("used");
+        }
+        if let (Some(store), Some(state), Some((version, position))) =
+            (&handlers.snapshots, decision.state, last)
+        {
+            save_snapshot(
+                store,
+                &plugin,
+                &req.stream_id,
+                Stored { version, position, state },
+                &handlers.metrics,
+            )
+            .await;
+        }
+        let mut events = decision
+            .events
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
@@ -304,9 +378,14 @@ pub async fn execute(
                     message: format!("event {i} ({}) has invalid JSON data: {err}", e.event_type),
                 })?;
                 let metadata = RawValue::from_string(metadata_text.clone()).map_err(storage)?;
-                Ok(NewEvent { event_type: e.event_type, data, metadata: Some(metadata) })
+                let schema_version = versions.get(e.event_type.as_str()).copied();
+                Ok(NewEvent { event_type: e.event_type, data, metadata: Some(metadata), schema_version })
             })
             .collect::<Result<Vec<_>, CommandError>>()?;
+        handlers.contracts.check(&mut events).map_err(|v| CommandError::SchemaViolation {
+            path: format!("/events/{}/data{}", v.index, v.path),
+            message: format!("handler {handler} returned an event its type's schema refuses: {}", v.message),
+        })?;
         let idempotency = req.idempotency_key.clone().map(|key| Idempotency {
             scope: handler.to_owned(),
             key,
@@ -330,6 +409,86 @@ pub async fn execute(
         }
     }
     Err(CommandError::Conflict { stream_id: req.stream_id, attempts: MAX_ATTEMPTS })
+}
+
+/// A stream as a handler gets it: a snapshot of its first events, if one
+/// is kept and usable, and the events after it.
+struct StreamState {
+    snapshot: Option<Stored>,
+    history: Vec<RecordedEvent>,
+    /// The stream's version (None: no stream).
+    version: Option<u64>,
+}
+
+/// Reads `stream` for `plugin`: from its snapshot when `use_snapshot` and
+/// one is kept whose last event is still where it was, else whole.
+async fn read_state(
+    log: &EventLog,
+    handlers: &Handlers,
+    plugin: &HandlerPlugin,
+    stream: &str,
+    use_snapshot: bool,
+) -> Result<StreamState, CommandError> {
+    let name = &plugin.description.name;
+    let kept = match &handlers.snapshots {
+        Some(store) if use_snapshot && store.every() > 0 => {
+            let (store, handler, build, s) =
+                (store.clone(), name.clone(), plugin.hash.clone(), stream.to_owned());
+            let loaded = tokio::task::spawn_blocking(move || store.load(&handler, &build, &s))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            loaded.unwrap_or_else(|why| {
+                tracing::warn!(handler = %name, stream, reason = %why, "unreadable snapshot; using the whole history");
+                handlers.metrics.snapshot("fallback");
+                None
+            })
+        }
+        _ => None,
+    };
+    if let Some(snapshot) = kept {
+        // From the snapshot's own last event, to check it is still there.
+        let events =
+            log.read_stream(stream.to_owned(), snapshot.version, u64::MAX).await?.unwrap_or_default();
+        match events.first() {
+            Some(first)
+                if first.stream_version == snapshot.version && first.position == snapshot.position =>
+            {
+                let history: Vec<RecordedEvent> = events.into_iter().skip(1).collect();
+                let version = Some(history.last().map_or(snapshot.version, |e| e.stream_version));
+                return Ok(StreamState { snapshot: Some(snapshot), history, version });
+            }
+            _ => {
+                tracing::warn!(handler = %name, stream, "a snapshot of events that are not in the log; using the whole history");
+                handlers.metrics.snapshot("fallback");
+            }
+        }
+    }
+    let history = log.read_whole_stream(stream.to_owned()).await?;
+    let version = history.last().map(|e| e.stream_version);
+    Ok(StreamState { snapshot: None, history, version })
+}
+
+/// Keeps `snapshot` of `stream`, off the async workers; a failure is
+/// logged (a snapshot is a cache).
+async fn save_snapshot(
+    store: &SnapshotStore,
+    plugin: &HandlerPlugin,
+    stream: &str,
+    snapshot: Stored,
+    metrics: &Metrics,
+) {
+    let (store, name, build, s) =
+        (store.clone(), plugin.description.name.clone(), plugin.hash.clone(), stream.to_owned());
+    let saved = tokio::task::spawn_blocking(move || store.save(&name, &build, &s, &snapshot)).await;
+    match saved {
+        Ok(Ok(())) => metrics.snapshot("saved"),
+        Ok(Err(e)) => {
+            tracing::warn!(handler = %plugin.description.name, stream, error = %e, "cannot keep a snapshot")
+        }
+        Err(e) => {
+            tracing::warn!(handler = %plugin.description.name, stream, error = %e, "cannot keep a snapshot")
+        }
+    }
 }
 
 /// A pseudo-random backoff in microseconds, growing with `attempt`.

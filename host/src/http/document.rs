@@ -113,7 +113,7 @@ pub fn finish(doc: &mut OpenApi, auth: bool) {
             error(op, 415, "The body is not declared as JSON (`Content-Type: application/json`)");
         }
         error(op, 431, "The request's headers are larger than 32 KiB");
-        if tags.iter().any(|t| t == "log" || t == "commands") {
+        if tags.iter().any(|t| t == "log" || t == "commands" || t == "evolution") {
             error(op, 503, "The event log is shutting down or unavailable; retry");
         }
         if auth {

@@ -94,6 +94,9 @@ impl From<CommandError> for ApiError {
             CommandError::Rejected { code, .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, message).with("code", code)
             }
+            CommandError::SchemaViolation { path, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, message).with("path", path)
+            }
             CommandError::Conflict { .. } => Self::new(StatusCode::CONFLICT, message),
             CommandError::PluginFailed { plugin, .. } => Self::internal(message).with("plugin", plugin),
             CommandError::Storage(_) => Self::internal(message),

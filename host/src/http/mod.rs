@@ -3,6 +3,7 @@
 
 mod auth;
 mod commands;
+mod evolution;
 pub use auth::Token;
 pub mod document;
 mod encode;
@@ -106,6 +107,8 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(tables::rows))
         .routes(routes!(tables::row))
         .routes(routes!(tables::query))
+        .routes(routes!(evolution::schemas))
+        .routes(routes!(evolution::upcasters))
         .routes(routes!(metrics));
     let writes: OpenApiRouter<Arc<App>> = OpenApiRouter::default()
         .routes(routes!(streams::append))
@@ -119,7 +122,8 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(projections::retry_dead_letters))
         .routes(routes!(projections::refused_commands))
         .routes(routes!(projections::snapshot))
-        .routes(routes!(integration::ingest_dead_letters));
+        .routes(routes!(integration::ingest_dead_letters))
+        .routes(routes!(evolution::check));
     let open: OpenApiRouter<Arc<App>> =
         OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(document::serve));
     let (reads, mut read_doc) = reads.split_for_parts();

@@ -16,6 +16,16 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// An error about one value of the request: `path` is a JSON Pointer to
+/// it (for an event's data, `/events/<i>/data/...`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchemaErrorBody {
+    /// What happened, and what to do about it.
+    pub error: String,
+    /// Where, when one value is at fault.
+    pub path: Option<String>,
+}
+
 /// A conflict: the stream is not at the expected version.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConflictBody {

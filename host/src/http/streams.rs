@@ -44,7 +44,7 @@ fn any() -> ExpectedVersion {
         (status = 201, description = "Appended; pass `last_position` as `min_position` to read your write", body = Appended),
         (status = 409, description = "The stream is not at the expected version; nothing was written", body = super::schema::ConflictBody),
         (status = 413, description = "Too many events, or an event too large; nothing was written", body = super::schema::ErrorBody),
-        (status = 422, description = "An invalid event (name, metadata, nesting); nothing was written", body = super::schema::ErrorBody),
+        (status = 422, description = "An invalid event (name, metadata, nesting), or one whose data its type's schema refuses (`path` points at the failing value); nothing was written", body = super::schema::SchemaErrorBody),
     )
 )]
 pub async fn append(
@@ -52,7 +52,16 @@ pub async fn append(
     Path(stream_id): Path<String>,
     Json(body): Json<AppendBody>,
 ) -> Result<(StatusCode, axum::Json<Appended>), ApiError> {
-    let result = app.log.append(&stream_id, body.expected_version, body.events).await;
+    let mut events = body.events;
+    if let Err(v) = app.handlers.contracts.check(&mut events) {
+        app.metrics.append("invalid");
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("events[{}]: {}", v.index, v.message),
+        )
+        .with("path", format!("/events/{}/data{}", v.index, v.path)));
+    }
+    let result = app.log.append(&stream_id, body.expected_version, events).await;
     app.metrics.append(match &result {
         Ok(_) => "ok",
         Err(crate::log::AppendError::Conflict { .. }) => "conflict",
@@ -74,6 +83,10 @@ pub struct StreamQuery {
     #[param(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "super::number::optional")]
     limit: Option<u64>,
+    /// Show each event's data upcast to the newest version the loaded
+    /// upcasters reach (default false: as stored).
+    #[serde(default)]
+    upcast: Option<bool>,
 }
 
 fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
@@ -103,6 +116,7 @@ pub struct StreamPage {
     responses(
         (status = 200, description = "A page of the stream's events: data and metadata as appended", body = StreamPage),
         (status = 404, description = "No such stream", body = super::schema::ErrorBody),
+        (status = 422, description = "With `upcast=true`: an event that the loaded upcasters fail on", body = super::schema::ErrorBody),
     )
 )]
 pub async fn read_stream(
@@ -115,6 +129,8 @@ pub async fn read_stream(
     let Some(events) = app.log.read_stream(stream_id.clone(), from, limit).await? else {
         return Err(ApiError::not_found(format!("stream {stream_id:?} does not exist")));
     };
+    let mut events = events;
+    upcast(&app, q.upcast, &mut events)?;
     let next = (events.len() as u64 == limit).then(|| events.last().map(|e| e.stream_version + 1));
     Ok(axum::Json(StreamPage { stream_id, events, next_from_version: next.flatten() }))
 }
@@ -135,6 +151,28 @@ pub struct AllQuery {
     /// at least one.
     #[param(pattern = "[^,]")]
     types: Option<String>,
+    /// Show each event's data upcast to the newest version the loaded
+    /// upcasters reach (default false: as stored).
+    #[serde(default)]
+    upcast: Option<bool>,
+}
+
+/// `events` upcast to the newest versions the loaded upcasters reach,
+/// when `upcast` is set.
+fn upcast(app: &App, upcast: Option<bool>, events: &mut [RecordedEvent]) -> Result<(), ApiError> {
+    if upcast != Some(true) {
+        return Ok(());
+    }
+    let types: Vec<(String, u32)> = events.iter().map(|e| (e.event_type.clone(), e.schema_version)).collect();
+    let plan = app.upcasters.newest_plan(&types, &app.metrics);
+    // Upcasters are plugins, run synchronously.
+    tokio::task::block_in_place(|| plan.events(events)).map_err(|(position, message)| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the event at position {position} cannot be upcast: {message}"),
+        )
+        .with("position", position)
+    })
 }
 
 /// A page of the global log, serialized as it is (see [`StreamPage`]).
@@ -170,7 +208,10 @@ pub fn type_filter(types: Option<&str>) -> Result<Option<Vec<String>>, ApiError>
     operation_id = "read_log",
     tag = "log",
     params(AllQuery),
-    responses((status = 200, description = "A page of the log: data and metadata as appended", body = LogPage))
+    responses(
+        (status = 200, description = "A page of the log: data and metadata as appended", body = LogPage),
+        (status = 422, description = "With `upcast=true`: an event that the loaded upcasters fail on", body = super::schema::ErrorBody),
+    )
 )]
 pub async fn read_all(
     State(app): State<Arc<App>>,
@@ -178,7 +219,8 @@ pub async fn read_all(
 ) -> Result<axum::Json<LogPage>, ApiError> {
     let limit = limit(q.limit)?;
     let types = type_filter(q.types.as_deref())?;
-    let events = app.log.read_all(q.after.unwrap_or(0), limit, types).await?;
+    let mut events = app.log.read_all(q.after.unwrap_or(0), limit, types).await?;
+    upcast(&app, q.upcast, &mut events)?;
     let next = (events.len() as u64 == limit).then(|| events.last().map(|e| e.position));
     Ok(axum::Json(LogPage { events, head: app.log.head(), next_after: next.flatten() }))
 }

@@ -357,10 +357,21 @@ async fn take(
         Target::Stream(stream) => {
             let e: EventMessage = serde_json::from_slice(payload)
                 .map_err(|e| Failure::Permanent(format!("not an event: {e}")))?;
-            let event = NewEvent { event_type: e.event_type, data: e.data, metadata: e.metadata };
+            let mut events = vec![NewEvent {
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                schema_version: None,
+            }];
+            handlers.contracts.check(&mut events).map_err(|v| {
+                Failure::Permanent(format!(
+                    "the event's data does not follow its schema at {:?}: {}",
+                    v.path, v.message
+                ))
+            })?;
             let idempotency =
                 Idempotency { scope: format!("inbox:{}", options.name), key, command_id: id.to_owned() };
-            match log.append_once(stream, ExpectedVersion::Any, vec![event], Some(idempotency)).await {
+            match log.append_once(stream, ExpectedVersion::Any, events, Some(idempotency)).await {
                 Ok(o) => Ok(o.duplicate_of.is_some()),
                 Err(AppendError::Unavailable(e) | AppendError::Storage(e)) => Err(Failure::Passing(e)),
                 Err(AppendError::Closed) => Err(Failure::Passing("the log is shutting down".into())),

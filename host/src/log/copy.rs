@@ -32,6 +32,7 @@ pub(super) struct EventRow {
     pub data: String,
     pub metadata: String,
     pub recorded_at: i64,
+    pub schema_version: i32,
 }
 
 /// One idempotency key row, as stored.
@@ -86,6 +87,7 @@ fn read_sqlite(conn: &rusqlite::Connection, tx: &mpsc::Sender<Result<Chunk, Read
                 data: r.get(4)?,
                 metadata: r.get(5)?,
                 recorded_at: r.get(6)?,
+                schema_version: r.get(7)?,
             });
             if chunk.len() == CHUNK
                 && tx.blocking_send(Ok(Chunk::Events(std::mem::take(&mut chunk)))).is_err()

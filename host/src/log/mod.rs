@@ -60,6 +60,9 @@ impl Default for LogOptions {
     }
 }
 
+/// Highest schema version of an event type.
+pub const MAX_SCHEMA_VERSION: u32 = 65_535;
+
 /// Longest stream id or event type, in characters (Unicode scalar values,
 /// as JSON Schema's `maxLength` counts them).
 pub const MAX_NAME_CHARS: usize = 256;
@@ -300,7 +303,13 @@ impl EventLog {
                         limits.max_event_bytes
                     )));
                 }
-                Ok(PreparedEvent { event_type: e.event_type, data, metadata })
+                let schema_version = e.schema_version.unwrap_or(1);
+                if !(1..=MAX_SCHEMA_VERSION).contains(&schema_version) {
+                    return Err(AppendError::Invalid(format!(
+                        "events[{i}]: schema_version must be from 1 to {MAX_SCHEMA_VERSION}"
+                    )));
+                }
+                Ok(PreparedEvent { event_type: e.event_type, data, metadata, schema_version })
             })
             .collect()
     }
@@ -476,6 +485,7 @@ fn test_event(i: usize) -> NewEvent {
         event_type: "A".into(),
         data: serde_json::value::RawValue::from_string(i.to_string()).unwrap(),
         metadata: None,
+        schema_version: None,
     }
 }
 

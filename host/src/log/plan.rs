@@ -16,6 +16,8 @@ pub(crate) struct PreparedEvent {
     pub event_type: String,
     pub data: String,
     pub metadata: String,
+    /// The version of its type's schema it was written with.
+    pub schema_version: u32,
 }
 
 /// One append waiting for a writer.
@@ -144,7 +146,12 @@ mod tests {
             stream_id: stream.into(),
             expected,
             events: (0..n)
-                .map(|i| PreparedEvent { event_type: "E".into(), data: i.to_string(), metadata: "{}".into() })
+                .map(|i| PreparedEvent {
+                    event_type: "E".into(),
+                    data: i.to_string(),
+                    metadata: "{}".into(),
+                    schema_version: 1,
+                })
                 .collect(),
             idempotency: key.map(|k| Idempotency {
                 scope: "h".into(),

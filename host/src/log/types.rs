@@ -135,6 +135,12 @@ pub struct NewEvent {
     #[serde(default)]
     #[schema(value_type = Option<Object>, nullable)]
     pub metadata: Option<Box<RawValue>>,
+    /// The version of its type's schema the data follows (see
+    /// `GET /schemas`): at least 1. Left out: the newest registered
+    /// version of the type, or 1 when the type has no schema.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 65535)]
+    pub schema_version: Option<u32>,
 }
 
 /// An event as stored in the log.
@@ -157,6 +163,9 @@ pub struct RecordedEvent {
     pub metadata: Box<RawValue>,
     /// Unix milliseconds at which it was recorded.
     pub recorded_at: i64,
+    /// The version of its type's schema it was written with (1 when the
+    /// type had none). With `upcast=true`, the version it was upcast to.
+    pub schema_version: u32,
 }
 
 /// What a successful append reports.

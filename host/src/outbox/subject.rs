@@ -127,6 +127,7 @@ mod tests {
             data: serde_json::value::RawValue::from_string("1".into()).unwrap(),
             metadata: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             recorded_at: 0,
+            schema_version: 1,
         }
     }
 

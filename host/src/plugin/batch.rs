@@ -6,9 +6,10 @@
 use super::bindings::exports::refract::plugin::projector::EventBatch;
 use super::bindings::refract::plugin::types::Event;
 
-/// Events in log order, packed.
+/// Events in log order, packed, with the schema version of each (which
+/// stays with the host: a plugin sees events at the versions it declared).
 #[derive(Debug, Clone)]
-pub struct Batch(pub(super) EventBatch);
+pub struct Batch(pub(super) EventBatch, pub(super) Vec<u32>);
 
 /// One event of a [`Batch`], borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct EventRef<'a> {
     pub metadata: &'a str,
     /// Unix milliseconds at which it was recorded.
     pub recorded_at: i64,
+    /// The version of its type's schema its data follows.
+    pub schema_version: u32,
 }
 
 impl EventRef<'_> {
@@ -54,13 +57,16 @@ impl Batch {
     /// An empty batch with room for `events` events and `text` bytes of
     /// strings.
     pub fn with_capacity(events: usize, text: usize) -> Self {
-        Batch(EventBatch {
-            positions: Vec::with_capacity(events),
-            stream_versions: Vec::with_capacity(events),
-            recorded_at: Vec::with_capacity(events),
-            lengths: Vec::with_capacity(4 * events),
-            text: String::with_capacity(text),
-        })
+        Batch(
+            EventBatch {
+                positions: Vec::with_capacity(events),
+                stream_versions: Vec::with_capacity(events),
+                recorded_at: Vec::with_capacity(events),
+                lengths: Vec::with_capacity(4 * events),
+                text: String::with_capacity(text),
+            },
+            Vec::with_capacity(events),
+        )
     }
 
     /// Appends an event; it must come after every event already in the
@@ -70,6 +76,7 @@ impl Batch {
         b.positions.push(e.position);
         b.stream_versions.push(e.stream_version);
         b.recorded_at.push(e.recorded_at);
+        self.1.push(e.schema_version);
         for s in [e.stream_id, e.event_type, e.data, e.metadata] {
             // Event strings are far below 4 GiB: the log caps them.
             b.lengths.push(u32::try_from(s.len()).unwrap_or(u32::MAX));
@@ -105,6 +112,7 @@ impl Batch {
     /// The events, in order.
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
         let b = &self.0;
+        let versions = &self.1;
         let mut rest = b.text.as_str();
         let mut take = move |len: u32| {
             // `push` laid the strings out back to back at char boundaries.
@@ -120,6 +128,7 @@ impl Batch {
             data: take(l[2]),
             metadata: take(l[3]),
             recorded_at: b.recorded_at[i],
+            schema_version: versions[i],
         })
     }
 
@@ -161,6 +170,7 @@ mod tests {
             data,
             metadata: "{}",
             recorded_at: -1,
+            schema_version: 1,
         }
     }
 

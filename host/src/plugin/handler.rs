@@ -6,17 +6,26 @@ use std::sync::Arc;
 
 use wasmtime::component::InstancePre;
 
-use super::bindings::exports::refract::plugin::decider::{self, Command, Description, NewEvent, Rejection};
+use super::bindings::exports::refract::plugin::decider::{
+    self, Command, Decision, Description, Refusal, Snapshot,
+};
 use super::bindings::refract::plugin::types::Event;
 use super::{CallError, PluginEngine, PluginState, call_error, finish};
+use crate::evolution::UpcastPlan;
 
 /// A command handler compiled into the host: the WIT `decider` contract,
 /// called directly (the benchmarks' native twins).
 pub trait NativeHandler: Send + Sync {
     /// What the handler says about itself.
     fn describe(&self) -> Description;
-    /// Decides on `command` given `history`.
-    fn handle(&self, command: &Command, history: &[Event]) -> Result<Vec<NewEvent>, Rejection>;
+    /// Decides on `command` given `snapshot` and the `history` after it.
+    fn handle(
+        &self,
+        command: &Command,
+        snapshot: Option<&Snapshot>,
+        history: &[Event],
+        keep_state: bool,
+    ) -> Result<Decision, Refusal>;
 }
 
 /// The code of a handler: a compiled component, or native code.
@@ -30,10 +39,14 @@ pub struct HandlerPlugin {
     pub(super) code: Code,
     /// What the handler said about itself.
     pub description: Description,
-    /// SHA-256 of the component's bytes.
+    /// Its identity: the SHA-256 of the component's bytes, or, when
+    /// upcasters take part, of those and theirs (snapshots are kept per
+    /// identity).
     pub hash: String,
     /// The file it was loaded from.
     pub path: PathBuf,
+    /// How a stream's history reaches it at the versions it declared.
+    pub upcasts: Option<Arc<UpcastPlan>>,
 }
 
 impl HandlerPlugin {
@@ -42,7 +55,7 @@ impl HandlerPlugin {
         let description = imp.describe();
         let hash = format!("native-{}-{}", description.name, description.version);
         let path = PathBuf::from(format!("native:{}", description.name));
-        Self { code: Code::Native(imp), description, hash, path }
+        Self { code: Code::Native(imp), description, hash, path, upcasts: None }
     }
 
     fn instance(
@@ -80,22 +93,25 @@ impl HandlerPlugin {
         }
     }
 
-    /// Decides on `command` given `history`, in a fresh sandboxed instance.
-    /// The outer error is a sandbox failure (trap, timeout, no free
-    /// instance — take [`Self::instance_slot`] first to wait for one); the
-    /// inner one the handler's rejection.
+    /// Decides on `command` given `snapshot` and the `history` after it,
+    /// in a fresh sandboxed instance; with `keep_state`, the decision
+    /// carries the folded state. The outer error is a sandbox failure
+    /// (trap, timeout, no free instance — take [`Self::instance_slot`]
+    /// first to wait for one); the inner one the handler's refusal.
     pub fn handle(
         &self,
         command: &Command,
+        snapshot: Option<&Snapshot>,
         history: &[Event],
-    ) -> Result<Result<Vec<NewEvent>, Rejection>, CallError> {
+        keep_state: bool,
+    ) -> Result<Result<Decision, Refusal>, CallError> {
         match &self.code {
             Code::Wasm { engine, pre, indices } => {
                 let (mut store, guest) = Self::instance(engine, pre, indices, &self.description.name)?;
-                let r = guest.call_handle(&mut store, command, history);
+                let r = guest.call_handle(&mut store, command, snapshot, history, keep_state);
                 finish(store.data(), r, engine.limits.call_timeout)
             }
-            Code::Native(imp) => Ok(imp.handle(command, history)),
+            Code::Native(imp) => Ok(imp.handle(command, snapshot, history, keep_state)),
         }
     }
 }

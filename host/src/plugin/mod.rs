@@ -16,6 +16,7 @@ mod output;
 mod packed;
 mod projection;
 mod state;
+mod upcaster;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,17 +28,18 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
 pub use batch::{Batch, EventRef};
 pub use bindings::exports::refract::plugin::decider::{
-    Command, Description as HandlerDescription, NewEvent, Rejection,
+    Command, Decision, Description as HandlerDescription, NewEvent, Refusal, Rejection, Snapshot,
 };
 pub use bindings::exports::refract::plugin::projector::{ApplyError, Description};
 pub use bindings::refract::plugin::sql::{QueuedWrites, SqlError};
-pub use bindings::refract::plugin::types::{Event, Value};
+pub use bindings::refract::plugin::types::{Event, EventVersion, Value};
 pub use deferred::{Failure, WriteQueue};
 pub use handler::{HandlerPlugin, NativeHandler};
 pub use projection::{CommandOut, Kind, NativeProjection, ProjectionInstance, ProjectionPlugin};
 pub use state::{PluginState, SqlSession};
+pub use upcaster::{UpcastError, UpcasterDescription, UpcasterPlugin};
 
-use bindings::exports::refract::plugin::{decider, projector, reactor};
+use bindings::exports::refract::plugin::{decider, projector, reactor, upcast};
 
 /// The name of the export that makes a component a projection.
 pub const PROJECTION_EXPORT: &str = "refract:plugin/projector@0.1.0";
@@ -45,6 +47,8 @@ pub const PROJECTION_EXPORT: &str = "refract:plugin/projector@0.1.0";
 pub const HANDLER_EXPORT: &str = "refract:plugin/decider@0.1.0";
 /// The name of the export that makes a component a reactor.
 pub const REACTOR_EXPORT: &str = "refract:plugin/reactor@0.1.0";
+/// The name of the export that makes a component an upcaster.
+pub const UPCAST_EXPORT: &str = "refract:plugin/upcast@0.1.0";
 
 /// Resource bounds of every plugin call.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +114,8 @@ pub enum LoadError {
     /// The component does not implement a plugin world.
     #[error(
         "wrong world: expected a component exporting `{PROJECTION_EXPORT}` (world projection), \
-         `{HANDLER_EXPORT}` (world command-handler) or `{REACTOR_EXPORT}` (world process-manager), got \
+         `{HANDLER_EXPORT}` (world command-handler), `{REACTOR_EXPORT}` (world process-manager) or \
+         `{UPCAST_EXPORT}` (world upcaster), got \
          exports [{}]",
         got.join(", ")
     )]
@@ -146,6 +151,8 @@ pub enum Plugin {
     Projection(ProjectionPlugin),
     /// A command handler (world `command-handler`).
     Handler(HandlerPlugin),
+    /// An upcaster (world `upcaster`).
+    Upcaster(UpcasterPlugin),
 }
 
 /// The process-wide engine, linkers and limits.
@@ -353,14 +360,17 @@ impl PluginEngine {
                     version: String::new(),
                     event_types: Vec::new(),
                     migrations: Vec::new(),
+                    event_versions: Vec::new(),
                 },
                 hash,
                 path,
+                upcasts: None,
             };
             let described = plugin.instantiate(None).and_then(|mut i| i.describe());
             plugin.description = described.map_err(|e| LoadError::Describe(e.to_string()))?;
             validate_name(&plugin.description.name)?;
             validate_types("event type", &plugin.description.event_types)?;
+            validate_versions(&plugin.description.event_versions)?;
             return Ok(Plugin::Projection(plugin));
         }
         if component.get_export_index(None, HANDLER_EXPORT).is_some() {
@@ -372,14 +382,33 @@ impl PluginEngine {
                     name: "(loading)".into(),
                     version: String::new(),
                     command_types: Vec::new(),
+                    event_versions: Vec::new(),
                 },
                 hash,
                 path,
+                upcasts: None,
             };
             plugin.description = plugin.describe().map_err(|e| LoadError::Describe(e.to_string()))?;
             validate_name(&plugin.description.name)?;
             validate_types("command type", &plugin.description.command_types)?;
+            validate_versions(&plugin.description.event_versions)?;
             return Ok(Plugin::Handler(plugin));
+        }
+        if component.get_export_index(None, UPCAST_EXPORT).is_some() {
+            let pre = link(&self.handler_linker)?;
+            let indices = upcast::GuestIndices::new(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            let mut plugin = UpcasterPlugin::new(self.clone(), pre, indices, hash, path);
+            plugin.description = plugin.describe().map_err(|e| LoadError::Describe(e.to_string()))?;
+            validate_name(&plugin.description.name)?;
+            validate_types("event type", std::slice::from_ref(&plugin.description.event_type))?;
+            if !(1..crate::log::MAX_SCHEMA_VERSION).contains(&plugin.description.from_version) {
+                return Err(LoadError::InvalidDescription(format!(
+                    "from-version {} must be from 1 to {}",
+                    plugin.description.from_version,
+                    crate::log::MAX_SCHEMA_VERSION - 1
+                )));
+            }
+            return Ok(Plugin::Upcaster(plugin));
         }
         let ty = component.component_type();
         let got = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
@@ -423,7 +452,33 @@ fn validate_types(what: &str, types: &[String]) -> Result<(), LoadError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Checks the event versions a plugin declares: valid types, each once,
+/// versions from 1.
+fn validate_versions(versions: &[EventVersion]) -> Result<(), LoadError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for v in versions {
+        crate::log::validate_name("event type", &v.event_type)
+            .map_err(|e| LoadError::InvalidDescription(format!("event-versions: {e}")))?;
+        if !(1..=crate::log::MAX_SCHEMA_VERSION).contains(&v.version) {
+            return Err(LoadError::InvalidDescription(format!(
+                "event-versions: {} version {} must be from 1 to {}",
+                v.event_type,
+                v.version,
+                crate::log::MAX_SCHEMA_VERSION
+            )));
+        }
+        if !seen.insert(v.event_type.as_str()) {
+            return Err(LoadError::InvalidDescription(format!(
+                "event-versions names {} twice",
+                v.event_type
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -17,6 +17,7 @@ use super::batch::Batch;
 use super::bindings::exports::refract::plugin::projector::{self, ApplyError, Description};
 use super::bindings::exports::refract::plugin::reactor;
 use super::{CallError, PluginEngine, PluginState, ProjectionSlot, SqlSession, call_error, engine, finish};
+use crate::evolution::UpcastPlan;
 
 /// A projection compiled into the host: the same contract as the WIT
 /// `projector` interface, called directly.
@@ -60,10 +61,15 @@ pub struct ProjectionPlugin {
     pub(super) code: Code,
     /// What the plugin said about itself.
     pub description: Description,
-    /// SHA-256 of the component's bytes: its identity for rebuild decisions.
+    /// Its identity for rebuild decisions: the SHA-256 of the component's
+    /// bytes, or, when upcasters take part, of those and theirs (see
+    /// [`UpcastPlan::identity`]).
     pub hash: String,
     /// The file it was loaded from.
     pub path: PathBuf,
+    /// How events reach it at the versions it declared; `None` when it
+    /// declared none.
+    pub upcasts: Option<Arc<UpcastPlan>>,
 }
 
 impl ProjectionPlugin {
@@ -81,7 +87,7 @@ impl ProjectionPlugin {
         let description = imp.describe();
         let hash = format!("native-{}-{}", description.name, description.version);
         let path = PathBuf::from(format!("native:{}", description.name));
-        Self { code: Code::Native(imp), description, hash, path }
+        Self { code: Code::Native(imp), description, hash, path, upcasts: None }
     }
 
     /// A fresh instance in its own store, using `sql` as its database.
@@ -101,15 +107,21 @@ impl ProjectionPlugin {
                         Guest::Reactor(i.load(&mut store, &instance).map_err(|e| call_error(e, timeout))?)
                     }
                 };
-                Ok(ProjectionInstance(Instance::Wasm { store, guest, timeout, _slot: slot }))
+                Ok(ProjectionInstance(
+                    Instance::Wasm { store, guest, timeout, _slot: slot },
+                    self.upcasts.clone(),
+                ))
             }
-            Code::Native(imp) => Ok(ProjectionInstance(Instance::Native { imp: imp.clone(), sql })),
+            Code::Native(imp) => {
+                Ok(ProjectionInstance(Instance::Native { imp: imp.clone(), sql }, self.upcasts.clone()))
+            }
         }
     }
 }
 
-/// A running projection instance.
-pub struct ProjectionInstance(Instance);
+/// A running projection instance, and how events are brought to the
+/// versions it reads.
+pub struct ProjectionInstance(Instance, Option<Arc<UpcastPlan>>);
 
 /// A loaded component's export.
 enum Guest {
@@ -145,6 +157,7 @@ impl ProjectionInstance {
                         version: d.version,
                         event_types: d.event_types,
                         migrations: d.migrations,
+                        event_versions: d.event_versions,
                     }),
                 };
                 finish(store.data(), r, *timeout)
@@ -157,7 +170,18 @@ impl ProjectionInstance {
     /// the commands a reactor returned (none for a projection). The outer
     /// error is a sandbox failure (the instance must be discarded); the
     /// inner one is the plugin's own.
+    /// Events of the types it declared versions of are upcast first; an
+    /// upcaster's failure is the batch's, at the event it failed on.
     pub fn apply(&mut self, events: &Batch) -> Result<Result<Vec<CommandOut>, ApplyError>, CallError> {
+        let upcast;
+        let events = match self.1.as_deref().map(|plan| plan.batch(events)) {
+            Some(Ok(Some(b))) => {
+                upcast = b;
+                &upcast
+            }
+            Some(Err(e)) => return Ok(Err(e)),
+            Some(Ok(None)) | None => events,
+        };
         match &mut self.0 {
             Instance::Wasm { store, guest, timeout, .. } => {
                 store.set_epoch_deadline(engine::ticks(*timeout));

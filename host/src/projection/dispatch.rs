@@ -353,6 +353,7 @@ impl Dispatcher {
             Err(
                 e @ (CommandError::UnknownCommandType { .. }
                 | CommandError::Invalid(_)
+                | CommandError::SchemaViolation { .. }
                 | CommandError::PluginFailed { .. }),
             ) => Sent::Refused { code: "failed".into(), message: e.to_string() },
             // The handler may be loaded later; the log may come back.

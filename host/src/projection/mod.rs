@@ -282,6 +282,12 @@ impl Projection {
         s
     }
 
+    /// The plugin of the newest build: the one rebuilding beside the
+    /// serving one, else the serving one's.
+    pub fn plugin(&self) -> Option<Arc<ProjectionPlugin>> {
+        self.shadow().and_then(|g| g.plugin.clone()).or_else(|| self.current().plugin.clone())
+    }
+
     /// The last log position whose effects are committed in the serving
     /// database.
     pub fn checkpoint(&self) -> u64 {

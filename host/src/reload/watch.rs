@@ -10,7 +10,7 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{is_plugin_file, load_file, remove_file};
+use super::{is_watched_file, load_files, remove_file};
 use crate::App;
 
 /// Quiet time before changed files are handled.
@@ -63,22 +63,26 @@ pub fn watch(app: Arc<App>, dir: PathBuf) -> notify::Result<RecommendedWatcher> 
                     Err(_) => break,
                 }
             }
-            let changed: Vec<PathBuf> = changed.into_iter().filter(|p| is_plugin_file(p)).collect();
+            let changed: Vec<PathBuf> = changed.into_iter().filter(|p| is_watched_file(p)).collect();
             if changed.is_empty() {
                 continue;
             }
             let app = app.clone();
             // Compiling is CPU work: keep it off the async workers.
             let handled = tokio::task::spawn_blocking(move || {
-                for file in changed {
-                    if file.is_file() {
-                        tracing::info!(file = %file.display(), "plugin file changed; loading");
-                        load_file(&app, &file);
-                    } else {
-                        tracing::info!(file = %file.display(), "plugin file removed; unloading");
-                        remove_file(&app, &file);
-                    }
+                // Removals first: a file replacing another (an upcaster of
+                // the same type and version under a new name) loads once the
+                // one it replaces is gone.
+                let (present, removed): (Vec<PathBuf>, Vec<PathBuf>) =
+                    changed.into_iter().partition(|f| f.is_file());
+                for file in removed {
+                    tracing::info!(file = %file.display(), "file removed; unloading");
+                    remove_file(&app, &file);
                 }
+                for file in &present {
+                    tracing::info!(file = %file.display(), "file changed; loading");
+                }
+                load_files(&app, &present);
             });
             if let Err(e) = handled.await {
                 tracing::error!(error = %e, "plugin reload task failed");

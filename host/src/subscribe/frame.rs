@@ -76,6 +76,7 @@ mod tests {
             data: serde_json::value::RawValue::from_string("{\n  \"a\": 1\n}".into()).unwrap(),
             metadata: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             recorded_at: 5,
+            schema_version: 1,
         };
         let frame = String::from_utf8(event_frame(&e).to_vec()).unwrap();
         assert!(frame.starts_with("id: 7\nevent: T\ndata: "), "{frame}");

@@ -22,7 +22,9 @@ pub enum Event {
 }
 
 /// What it knows about one stream.
-#[derive(Default)]
+/// Kept in snapshots of long streams: everything `decide` relies on
+/// must be in it.
+#[derive(Default, Serialize, Deserialize)]
 pub struct State {
     started: bool,
 }

@@ -17,10 +17,17 @@ struct Item {
 }
 
 #[derive(Deserialize)]
-struct OrderPlaced<'a> {
+struct Customer<'a> {
     // Borrowed from the event's JSON unless it holds escapes.
     #[serde(borrow)]
-    customer: Cow<'a, str>,
+    id: Cow<'a, str>,
+}
+
+/// `OrderPlaced` version 2 (version 1 events arrive upcast).
+#[derive(Deserialize)]
+struct OrderPlaced<'a> {
+    #[serde(borrow)]
+    customer: Customer<'a>,
     #[serde(default)]
     items: Vec<Item>,
 }
@@ -62,6 +69,7 @@ impl Projection for CustomerStats {
         Description::new("customer-stats", env!("CARGO_PKG_VERSION"))
             .event_types(["OrderPlaced", "ItemAdded", "OrderPaid", "OrderCancelled"])
             .migration(SCHEMA)
+            .reads("OrderPlaced", 2)
     }
 
     fn apply(db: &Db, event: &Event) -> Result<()> {
@@ -73,8 +81,8 @@ impl Projection for CustomerStats {
                 // A second OrderPlaced on the same stream is ignored: it
                 // would otherwise count the order twice.
                 if db.query("SELECT 1 FROM order_customers WHERE order_id = ?", params![order])?.is_empty() {
-                    db.execute(PLACE_ORDER, params![order, &e.customer, total])?;
-                    db.execute(COUNT_ORDER, params![&e.customer])?;
+                    db.execute(PLACE_ORDER, params![order, &e.customer.id, total])?;
+                    db.execute(COUNT_ORDER, params![&e.customer.id])?;
                 }
             }
             "ItemAdded" => {
@@ -111,7 +119,7 @@ mod tests {
                 1,
                 "OrderPlaced",
                 json!({
-                    "customer": customer,
+                    "customer": {"id": customer, "name": customer},
                     "items": [{"product_id": "p", "quantity": 1, "price": 10.0}]
                 }),
             )

@@ -86,7 +86,7 @@ pub enum InventoryEvent {
 }
 
 /// The warehouse, folded from its events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stock {
     /// Free quantity per product.
     pub free: BTreeMap<String, i64>,

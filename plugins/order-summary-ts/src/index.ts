@@ -60,12 +60,17 @@ export default defineProjection({
   version: '0.1.0',
   eventTypes: ['OrderPlaced', 'ItemAdded', 'OrderPaid', 'OrderShipped', 'OrderCancelled'],
   migrations: [SCHEMA],
+  eventVersions: { OrderPlaced: 2 },
   apply(db, event: Event) {
     const order = event.streamId;
     const pos = event.position;
     switch (event.type) {
       case 'OrderPlaced': {
-        const customer = text(event.data, 'customer');
+        const who = event.data?.customer;
+        if (typeof who !== 'object' || who === null) {
+          throw new Error('missing field `customer` (an object with `id` and `name`)');
+        }
+        const customer = text(who, 'id');
         const raw = event.data.items ?? [];
         if (!Array.isArray(raw)) throw new Error('invalid type for `items`: expected a list');
         const items = raw.map(item);

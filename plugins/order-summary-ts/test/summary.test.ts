@@ -4,7 +4,7 @@ import { ProjectionTest, event } from 'refract-sdk/testing';
 import summary from '../src/index.ts';
 
 const placed = (pos: number, order: string) =>
-  event(pos, order, 1, 'OrderPlaced', { customer: 'ada', items: [{ product_id: 'p1', quantity: 2, price: 5.0 }] });
+  event(pos, order, 1, 'OrderPlaced', { customer: { id: 'ada', name: 'Ada' }, items: [{ product_id: 'p1', quantity: 2, price: 5.0 }] });
 
 test('a lifecycle updates one row', async () => {
   const t = await ProjectionTest.create(summary);

@@ -24,7 +24,7 @@ mod tests {
             1,
             "OrderPlaced",
             json!({
-                "customer": "ada",
+                "customer": {"id": "ada", "name": "Ada"},
                 "items": [{"product_id": "p1", "quantity": 2, "price": 5.0}]
             }),
         )

@@ -21,12 +21,24 @@ pub struct Item<'a> {
     pub price: f64,
 }
 
-/// `OrderPlaced`: a new order with its first items.
+/// Who placed an order (`OrderPlaced` version 2).
+#[derive(Debug, Deserialize)]
+pub struct Customer<'a> {
+    /// A stable identifier: the summary's `customer`.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// The name to show.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+}
+
+/// `OrderPlaced` version 2: a new order with its first items (version 1
+/// events arrive upcast by `order-placed-v2`).
 #[derive(Debug, Deserialize)]
 pub struct OrderPlaced<'a> {
     /// Who placed it.
     #[serde(borrow)]
-    pub customer: Cow<'a, str>,
+    pub customer: Customer<'a>,
     /// Its items; may be empty.
     #[serde(default, borrow)]
     pub items: Vec<Item<'a>>,
@@ -83,6 +95,7 @@ impl Projection for OrderSummary {
         Description::new("order-summary", env!("CARGO_PKG_VERSION"))
             .event_types(["OrderPlaced", "ItemAdded", "OrderPaid", "OrderShipped", "OrderCancelled"])
             .migration(SCHEMA)
+            .reads("OrderPlaced", 2)
     }
 
     fn apply(db: &Db, event: &Event) -> Result<()> {
@@ -93,7 +106,7 @@ impl Projection for OrderSummary {
                 let e: OrderPlaced = event.data()?;
                 let count: i64 = e.items.iter().map(|i| i.quantity).sum();
                 let total: f64 = e.items.iter().map(|i| i.quantity as f64 * i.price).sum();
-                db.write(PLACE, params![order, &e.customer, count, total, pos])?;
+                db.write(PLACE, params![order, &e.customer.id, count, total, pos])?;
             }
             "ItemAdded" => {
                 let i: Item = event.data()?;

@@ -16,6 +16,36 @@ pub struct Item {
     pub price: f64,
 }
 
+/// Who places an order: `OrderPlaced` version 2 carries both (version 1
+/// had one string, which the `order-placed-v2` upcaster makes both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    /// A stable identifier.
+    pub id: String,
+    /// The name to show.
+    pub name: String,
+}
+
+/// A customer as a command names one: `{"id", "name"}`, or one string
+/// that is both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CustomerRef {
+    /// Id and name.
+    Full(Customer),
+    /// One string, for both.
+    Id(String),
+}
+
+impl CustomerRef {
+    fn into_customer(self) -> Customer {
+        match self {
+            CustomerRef::Full(c) => c,
+            CustomerRef::Id(id) => Customer { name: id.clone(), id },
+        }
+    }
+}
+
 /// What a client can ask of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -23,7 +53,7 @@ pub enum OrderCommand {
     /// Open a new order, possibly with items.
     PlaceOrder {
         /// Who orders.
-        customer: String,
+        customer: CustomerRef,
         /// First items.
         #[serde(default)]
         items: Vec<Item>,
@@ -55,7 +85,7 @@ pub enum OrderEvent {
     /// The order was opened.
     OrderPlaced {
         /// Who ordered.
-        customer: String,
+        customer: Customer,
         /// First items.
         items: Vec<Item>,
     },
@@ -80,7 +110,7 @@ pub enum OrderEvent {
 }
 
 /// Where an order is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// Not placed yet.
     #[default]
@@ -95,8 +125,8 @@ pub enum Status {
     Cancelled,
 }
 
-/// An order's state, folded from its events.
-#[derive(Debug, Clone, Default)]
+/// An order's state, folded from its events (and kept in snapshots).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Order {
     /// Its status.
     pub status: Status,
@@ -132,6 +162,7 @@ impl CommandHandler for Orders {
             env!("CARGO_PKG_VERSION"),
             ["PlaceOrder", "AddItem", "PayOrder", "ShipOrder", "CancelOrder"],
         )
+        .reads("OrderPlaced", 2)
     }
 
     fn evolve(mut order: Order, event: OrderEvent) -> Order {
@@ -152,7 +183,8 @@ impl CommandHandler for Orders {
         use Status::*;
         match (order.status, command) {
             (None, OrderCommand::PlaceOrder { customer, items }) => {
-                if customer.trim().is_empty() {
+                let customer = customer.into_customer();
+                if customer.id.trim().is_empty() || customer.name.trim().is_empty() {
                     return reject("invalid_customer", "customer must not be empty");
                 }
                 items.iter().try_for_each(check_item)?;
@@ -198,6 +230,10 @@ refract_sdk::export_command_handler!(Orders);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ada() -> Customer {
+        Customer { id: "ada".into(), name: "ada".into() }
+    }
     use refract_sdk::testing::given;
 
     fn item(q: i64) -> Item {
@@ -205,7 +241,7 @@ mod tests {
     }
 
     fn placed() -> OrderEvent {
-        OrderEvent::OrderPlaced { customer: "ada".into(), items: vec![item(1)] }
+        OrderEvent::OrderPlaced { customer: ada(), items: vec![item(1)] }
     }
 
     fn paid() -> OrderEvent {
@@ -219,7 +255,7 @@ mod tests {
     #[test]
     fn places_adds_pays_ships() {
         given::<Orders>([])
-            .when(OrderCommand::PlaceOrder { customer: "ada".into(), items: vec![item(1)] })
+            .when(OrderCommand::PlaceOrder { customer: CustomerRef::Id("ada".into()), items: vec![item(1)] })
             .then([placed()]);
         given::<Orders>([placed()])
             .when(OrderCommand::AddItem(item(2)))
@@ -237,7 +273,7 @@ mod tests {
     fn rejects_what_the_rules_forbid() {
         let shipped = OrderEvent::OrderShipped { carrier: "dhl".into() };
         let cancelled = OrderEvent::OrderCancelled { reason: None };
-        let empty = OrderEvent::OrderPlaced { customer: "ada".into(), items: vec![] };
+        let empty = OrderEvent::OrderPlaced { customer: ada(), items: vec![] };
         given::<Orders>([placed(), paid()]).when(pay()).then_rejected("already_paid");
         given::<Orders>([placed(), cancelled.clone()]).when(pay()).then_rejected("order_cancelled");
         given::<Orders>([empty]).when(pay()).then_rejected("order_empty");
@@ -252,7 +288,7 @@ mod tests {
             .then_rejected("already_cancelled");
         given::<Orders>([]).when(pay()).then_rejected("no_order");
         given::<Orders>([placed()])
-            .when(OrderCommand::PlaceOrder { customer: "bob".into(), items: vec![] })
+            .when(OrderCommand::PlaceOrder { customer: CustomerRef::Id("bob".into()), items: vec![] })
             .then_rejected("order_exists");
         given::<Orders>([placed(), paid()])
             .when(OrderCommand::AddItem(item(1)))

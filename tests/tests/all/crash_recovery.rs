@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    BIN, CUSTOMER_STATS, Client, ORDER_SUMMARY, free_port, order_events, plugins_dir, wait_healthy,
+    BIN, CUSTOMER_STATS, Client, ORDER_PLACED_V2, ORDER_SUMMARY, free_port, order_events, plugins_dir,
+    wait_healthy,
 };
 
 /// The real binary running as a child process.
@@ -112,7 +113,7 @@ fn kill_nine_mid_replay_loses_nothing_and_applies_nothing_twice() {
         std::fs::create_dir_all(&plugins).unwrap();
         let span = if run % 2 == 0 { "0" } else { "20" };
         let server = spawn_args(&data, &plugins, 3, "normal", &["--catch-up-commit-ms", span]);
-        for src in [ORDER_SUMMARY, CUSTOMER_STATS] {
+        for src in [ORDER_PLACED_V2, ORDER_SUMMARY, CUSTOMER_STATS] {
             let name = Path::new(src).file_name().unwrap();
             let tmp = plugins.join(format!(".{}", name.to_string_lossy()));
             std::fs::copy(src, &tmp).unwrap();

@@ -13,6 +13,7 @@ mod crash_recovery;
 mod crash_under_load;
 mod developer_loop;
 mod end_to_end;
+mod evolution;
 mod hostile_plugins;
 mod hot_reload;
 mod inbox;

@@ -6,12 +6,17 @@ declare module 'refract:plugin/decider@0.1.0' {
    */
   export function describe(): Description;
   /**
-   * Decides on `command` given `history`, the events of its stream in
-   * order (empty for a new stream). Returns the events to append (an
-   * empty list appends nothing) or a rejection.
+   * Decides on `command` given the stream's state: `snapshot` (the
+   * state of its first `snapshot.version` events; none: start from the
+   * initial state) and `history`, the stream's events after it, in
+   * order (empty for a new stream). Snapshots never change a decision:
+   * the state folded from a snapshot and the rest equals the state
+   * folded from the whole history. With `keep-state`, the decision
+   * carries the folded state.
    */
-  export function handle(command: Command, history: Array<Event>): Array<NewEvent>;
+  export function handle(command: Command, snapshot: Snapshot | undefined, history: Array<Event>, keepState: boolean): Decision;
   export type Event = import('refract:plugin/types@0.1.0').Event;
+  export type EventVersion = import('refract:plugin/types@0.1.0').EventVersion;
   /**
    * A handler's description of itself, read once when it is loaded.
    */
@@ -30,6 +35,12 @@ declare module 'refract:plugin/decider@0.1.0' {
      * The command types this handler accepts, for example `PlaceOrder`.
      */
     commandTypes: Array<string>,
+    /**
+     * The versions of event types it reads in a stream's history and
+     * writes (see `types.event-version`): its events of these types
+     * are recorded at these versions.
+     */
+    eventVersions: Array<EventVersion>,
   }
   /**
    * A command to decide on.
@@ -78,5 +89,54 @@ declare module 'refract:plugin/decider@0.1.0' {
      * A sentence for people.
      */
     message: string,
+  }
+  /**
+   * The state a handler folded from a stream's first `version` events,
+   * as it returned it (`decision.state`) from an earlier call.
+   */
+  export interface Snapshot {
+    /**
+     * How many of the stream's events the state covers.
+     */
+    version: bigint,
+    /**
+     * The state, serialized by the handler.
+     */
+    state: Uint8Array,
+  }
+  /**
+   * What a handler decided.
+   */
+  export interface Decision {
+    /**
+     * The events to append (an empty list appends nothing).
+     */
+    events: Array<NewEvent>,
+    /**
+     * When `keep-state` was asked: the state folded from the snapshot
+     * and the whole history (before the new events), serialized, for
+     * the host to pass back as a snapshot of the stream at the
+     * history's last version.
+     */
+    state?: Uint8Array,
+  }
+  /**
+   * Why a handler gave no decision.
+   */
+  export type Refusal = RefusalRejected | RefusalBadSnapshot;
+  /**
+   * The command is refused (HTTP 422).
+   */
+  export interface RefusalRejected {
+    tag: 'rejected',
+    val: Rejection,
+  }
+  /**
+   * The snapshot cannot be read (another format, corrupt): the host
+   * calls again with the stream's whole history and no snapshot.
+   */
+  export interface RefusalBadSnapshot {
+    tag: 'bad-snapshot',
+    val: string,
   }
 }

@@ -15,6 +15,7 @@ declare module 'refract:plugin/projector@0.1.0' {
   export function apply(batch: EventBatch): void;
   export type EventBatch = import('refract:plugin/types@0.1.0').EventBatch;
   export type ApplyError = import('refract:plugin/types@0.1.0').ApplyError;
+  export type EventVersion = import('refract:plugin/types@0.1.0').EventVersion;
   /**
    * A projection's description of itself. The host reads it once, when it
    * loads the plugin, and checks it before running anything.
@@ -45,5 +46,9 @@ declare module 'refract:plugin/projector@0.1.0' {
      * remove one that has shipped.
      */
     migrations: Array<string>,
+    /**
+     * The versions of event types it reads (see `types.event-version`).
+     */
+    eventVersions: Array<EventVersion>,
   }
 }

@@ -109,6 +109,22 @@ declare module 'refract:plugin/types@0.1.0' {
     text: string,
   }
   /**
+   * An event type at the version of its schema that a plugin reads (and,
+   * for a command handler, writes). Events stored at older versions are
+   * upcast to it by the loaded upcasters before the plugin sees them;
+   * types a plugin does not list reach it as they were stored.
+   */
+  export interface EventVersion {
+    /**
+     * The event type, for example `OrderPlaced`.
+     */
+    eventType: string,
+    /**
+     * The schema version, from 1.
+     */
+    version: number,
+  }
+  /**
    * Why a batch could not be applied.
    */
   export interface ApplyError {

@@ -364,6 +364,7 @@ pub(super) async fn fill_empty(
                     let positions: Vec<i64> = rows.iter().map(|r| r.position).collect();
                     let versions: Vec<i64> = rows.iter().map(|r| r.stream_version).collect();
                     let recorded: Vec<i64> = rows.iter().map(|r| r.recorded_at).collect();
+                    let schema_versions: Vec<i32> = rows.iter().map(|r| r.schema_version).collect();
                     tx.execute(
                         &insert_events,
                         &[
@@ -374,6 +375,7 @@ pub(super) async fn fill_empty(
                             &col(|r| &r.data),
                             &col(|r| &r.metadata),
                             &recorded,
+                            &schema_versions,
                         ],
                     )
                     .await
@@ -489,6 +491,7 @@ fn recorded(r: &Row) -> Result<RecordedEvent, ReadError> {
         data: raw(r.get(4))?,
         metadata: raw(r.get(5))?,
         recorded_at: r.get(6),
+        schema_version: r.get::<_, i32>(7) as u32,
     })
 }
 
@@ -727,6 +730,7 @@ impl BatchSource for Source {
                 data: r.get(4),
                 metadata: r.get(5),
                 recorded_at: r.get(6),
+                schema_version: r.get::<_, i32>(7) as u32,
             });
         }
         Ok(batch)

@@ -6,7 +6,8 @@ pub const MIGRATION_LOCK: i64 = 0x0072_6566_7261_6374;
 
 /// Numbered schema migrations; `refract.schema_migrations` records which
 /// ran.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("meta.sql")];
+pub const MIGRATIONS: &[&str] =
+    &[include_str!("schema.sql"), include_str!("meta.sql"), include_str!("versions.sql")];
 
 pub const LOG_ID: &str = "SELECT log_id FROM refract.meta WHERE id = 1";
 
@@ -55,14 +56,15 @@ pub const FIND_KEYS: &str = "SELECT k.scope, k.key, k.command_id, k.stream_versi
     JOIN unnest($1::text[], $2::text[]) AS wanted (scope, key) ON k.scope = wanted.scope AND k.key = wanted.key";
 
 pub const INSERT_EVENTS: &str = "INSERT INTO refract.events
-    (position, stream_id, stream_version, event_type, data, metadata, recorded_at)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])";
+    (position, stream_id, stream_version, event_type, data, metadata, recorded_at, schema_version)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::integer[])";
 
 pub const INSERT_KEYS: &str = "INSERT INTO refract.idempotency_keys
     (scope, key, command_id, stream_id, stream_version, first_position, last_position, recorded_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])";
 
-const COLUMNS: &str = "position, stream_id, stream_version, event_type, data, metadata, recorded_at";
+const COLUMNS: &str =
+    "position, stream_id, stream_version, event_type, data, metadata, recorded_at, schema_version";
 
 pub fn read_stream() -> String {
     format!(

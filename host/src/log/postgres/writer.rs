@@ -288,6 +288,7 @@ async fn commit(
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut schema_versions: Vec<i32> = Vec::with_capacity(n);
         for r in &plan.rows {
             positions.push(r.position as i64);
             stream_ids.push(r.stream_id);
@@ -295,11 +296,21 @@ async fn commit(
             types.push(r.event.event_type.as_str());
             data.push(r.event.data.as_str());
             metadata.push(r.event.metadata.as_str());
+            schema_versions.push(r.event.schema_version as i32);
         }
         let recorded = vec![now; n];
         tx.execute(
             &*insert_events,
-            &[&positions, &stream_ids, &stream_versions, &types, &data, &metadata, &recorded],
+            &[
+                &positions,
+                &stream_ids,
+                &stream_versions,
+                &types,
+                &data,
+                &metadata,
+                &recorded,
+                &schema_versions,
+            ],
         )
         .await?;
     }

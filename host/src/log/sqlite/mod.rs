@@ -167,6 +167,7 @@ fn query_events(
             data: raw(r.get(4)?)?,
             metadata: raw(r.get(5)?)?,
             recorded_at: r.get(6)?,
+            schema_version: r.get(7)?,
         });
     }
     Ok(out)
@@ -203,6 +204,7 @@ impl BatchSource for Source {
                 data: r.get_ref(4)?.as_str()?,
                 metadata: r.get_ref(5)?.as_str()?,
                 recorded_at: r.get(6)?,
+                schema_version: r.get(7)?,
             });
         }
         Ok(batch)

@@ -127,6 +127,7 @@ fn write_rows(tx: &Transaction<'_>, rows: &[EventRow<'_>], now: i64) -> rusqlite
                 insert.raw_bind_parameter(at + 5, r.event.data.as_str())?;
                 insert.raw_bind_parameter(at + 6, r.event.metadata.as_str())?;
                 insert.raw_bind_parameter(at + 7, now)?;
+                insert.raw_bind_parameter(at + 8, r.event.schema_version)?;
             }
             insert.raw_execute()?;
             rest = tail;
@@ -148,6 +149,7 @@ mod tests {
                 event_type: format!("E{}", i % 3),
                 data: format!(r#"{{"stream":"{stream}","i":{i}}}"#),
                 metadata: "{}".into(),
+                schema_version: 1,
             })
             .collect()
     }

@@ -9,7 +9,7 @@
 
 #[cfg(target_family = "wasm")]
 use refract_sdk::__private::handler_bindings::exports::refract::plugin::decider::{
-    Command, Description, Guest, NewEvent, Rejection,
+    Command, Decision, Description, Guest, NewEvent, Refusal, Rejection, Snapshot,
 };
 
 /// The command types.
@@ -75,15 +75,22 @@ impl Guest for BadHandler {
             name: "bad-handler".into(),
             version: "2".into(),
             command_types: COMMAND_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+            event_versions: Vec::new(),
         }
     }
 
-    fn handle(command: Command, _history: Vec<refract_sdk::Event>) -> Result<Vec<NewEvent>, Rejection> {
+    fn handle(
+        command: Command,
+        _snapshot: Option<Snapshot>,
+        _history: Vec<refract_sdk::Event>,
+        _keep_state: bool,
+    ) -> Result<Decision, Refusal> {
         match decide(&command.command_type, &command.data) {
-            Ok(events) => {
-                Ok(events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect())
-            }
-            Err((code, message)) => Err(Rejection { code, message }),
+            Ok(events) => Ok(Decision {
+                events: events.into_iter().map(|(event_type, data)| NewEvent { event_type, data }).collect(),
+                state: None,
+            }),
+            Err((code, message)) => Err(Refusal::Rejected(Rejection { code, message })),
         }
     }
 }

@@ -28,6 +28,14 @@ pub const BAD_HANDLER: &str = env!("REFRACT_PLUGIN_BAD_HANDLER");
 /// Version 2 of order-summary: one more column, tolerant of shipments
 /// without a carrier.
 pub const ORDER_SUMMARY_V2: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_V2");
+/// The upcaster of `OrderPlaced` from version 1 to 2 (`plugins/order-placed-v2`).
+pub const ORDER_PLACED_V2: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2");
+/// The example plugins that read `OrderPlaced` at version 2: a plugins
+/// directory with one of them gets the upcaster they read through.
+pub const READ_ORDER_PLACED_V2: [&str; 7] =
+    [ORDER_SUMMARY, CUSTOMER_STATS, ORDERS, ORDER_SUMMARY_V2, ORDER_SUMMARY_TS, ORDER_SUMMARY_PY, ORDERS_PY];
+/// An `OrderPlaced` v1 upcaster that traps or loops on chosen customers.
+pub const BAD_UPCASTER: &str = env!("REFRACT_PLUGIN_BAD_UPCASTER");
 /// A component that implements no refract world.
 pub const NO_WORLD: &str = env!("REFRACT_PLUGIN_NO_WORLD");
 /// A projection whose `apply` never returns.
@@ -133,10 +141,16 @@ impl std::ops::Deref for Home {
     }
 }
 
-/// Copies `plugins` into a fresh plugins directory under `dir`.
+/// Copies `plugins` into a fresh plugins directory under `dir`, with the
+/// `OrderPlaced` upcaster when one of them reads version 2 (as the
+/// examples are deployed).
 pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {
     let p = dir.join("plugins");
     std::fs::create_dir_all(&p).unwrap();
+    let mut plugins = plugins.to_vec();
+    if plugins.iter().any(|p| READ_ORDER_PLACED_V2.contains(p)) && !plugins.contains(&ORDER_PLACED_V2) {
+        plugins.push(ORDER_PLACED_V2);
+    }
     for src in plugins {
         let src = Path::new(src);
         std::fs::copy(src, p.join(src.file_name().unwrap())).unwrap();
