@@ -113,6 +113,8 @@ pub struct App {
     pub handlers: Arc<Handlers>,
     /// The loaded upcasters.
     pub upcasters: Arc<Upcasters>,
+    /// Each projection's recent progress, for the console.
+    pub history: crate::projection::history::History,
     /// Which plugin file provides what; the files that failed to load.
     pub files: PluginFiles,
     /// HTTP limits.
@@ -197,6 +199,7 @@ impl App {
             projections,
             handlers,
             upcasters: Arc::new(Upcasters::default()),
+            history: Default::default(),
             files: PluginFiles::default(),
             http: config.http.clone(),
             engine,
@@ -220,6 +223,16 @@ impl App {
                     .map_err(|e| anyhow::anyhow!("ingest {}: {e}", options.name))?;
             app.ingests.lock().unwrap_or_else(|p| p.into_inner()).push(ingest);
         }
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::projection::history::INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(app) = weak.upgrade() else { return };
+                http::projections::sample(&app).await;
+            }
+        });
         if config.watch {
             match reload::watch(app.clone(), dir.clone()) {
                 Ok(w) => *app.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(w),

@@ -292,7 +292,8 @@ impl UpcastPlan {
         let mut data: Vec<String> = picked.iter().map(|&i| events[i].data.to_owned()).collect();
         self.run(&types, &mut versions, &mut data)
             .map_err(|f| ApplyError { position: events[picked[f.index]].position, message: f.message })?;
-        let mut out = Batch::with_capacity(events.len(), 0);
+        let grown: usize = data.iter().map(String::len).sum::<usize>();
+        let mut out = Batch::with_capacity(events.len(), batch.text_len() + grown);
         let mut next = 0;
         for (i, e) in events.iter().enumerate() {
             if picked.get(next) == Some(&i) {

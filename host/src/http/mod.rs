@@ -3,6 +3,7 @@
 
 mod auth;
 mod commands;
+mod console;
 mod evolution;
 pub use auth::Token;
 pub mod document;
@@ -11,7 +12,7 @@ pub mod error;
 mod extract;
 mod integration;
 mod number;
-mod projections;
+pub(crate) mod projections;
 pub mod schema;
 pub mod serve;
 mod streams;
@@ -103,6 +104,7 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
         .routes(routes!(commands::list))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
+        .routes(routes!(projections::history))
         .routes(routes!(tables::tables))
         .routes(routes!(tables::rows))
         .routes(routes!(tables::row))
@@ -149,6 +151,7 @@ pub fn router_and_document(app: Arc<App>) -> (Router, utoipa::openapi::OpenApi) 
     let text = axum::body::Bytes::from(document::to_json(&doc));
     let open = open.layer(axum::Extension(document::Text(text)));
     let router = open
+        .merge(console::routes())
         .merge(reads)
         .merge(writes)
         .fallback(not_found)

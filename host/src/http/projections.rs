@@ -12,6 +12,7 @@ use super::schema::{
 };
 use crate::App;
 use crate::projection::Projection;
+use crate::projection::history::{INTERVAL, Sample};
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -31,6 +32,62 @@ async fn view(app: &App, p: &Projection) -> ProjectionView {
         }
     };
     ProjectionView { status, head, lag, lag_ms }
+}
+
+/// Takes a sample of every projection's progress for its history; called
+/// once a second.
+pub async fn sample(app: &App) {
+    let all = app.projections.all();
+    for p in &all {
+        let v = view(app, p).await;
+        app.history.record(
+            p.name(),
+            Sample {
+                at: crate::db::unix_ms(),
+                position: v.status.position,
+                head: v.head,
+                lag: v.lag,
+                lag_ms: v.lag_ms,
+                events_per_second: v.status.events_per_second,
+            },
+        );
+    }
+    app.history.retain(&all.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>());
+}
+
+/// A projection's recent progress.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HistoryBody {
+    /// The projection.
+    pub name: String,
+    /// Milliseconds between samples.
+    pub interval_ms: u64,
+    /// Oldest first: the last ten minutes at most.
+    pub samples: Vec<Sample>,
+}
+
+/// A projection's position, lag and rate over the last minutes, sampled
+/// once a second (kept in memory: empty after a restart).
+#[utoipa::path(
+    get,
+    path = "/projections/{name}/history",
+    operation_id = "projection_history",
+    tag = "projections",
+    params(NameParam),
+    responses(
+        (status = 200, description = "Its samples, oldest first", body = HistoryBody),
+        (status = 404, description = "No such projection", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<HistoryBody>, ApiError> {
+    if app.projections.get(&name).is_none() {
+        return Err(ApiError::not_found(format!("no projection named {name:?}")));
+    }
+    let samples = app.history.of(&name);
+    Ok(axum::Json(HistoryBody { name, interval_ms: INTERVAL.as_millis() as u64, samples }))
 }
 
 /// The path parameter naming a projection.

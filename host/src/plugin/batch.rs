@@ -84,6 +84,11 @@ impl Batch {
         }
     }
 
+    /// Bytes of the events' strings, together.
+    pub fn text_len(&self) -> usize {
+        self.0.text.len()
+    }
+
     /// How many events.
     pub fn len(&self) -> usize {
         self.0.positions.len()

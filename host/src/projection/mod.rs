@@ -8,6 +8,7 @@
 //! two are swapped once the new one has caught up with the log.
 
 mod dispatch;
+pub mod history;
 mod layout;
 mod row_cache;
 mod runner;

@@ -9,6 +9,7 @@ mod bytes_round_trip;
 mod commands;
 mod concurrency;
 mod connections;
+mod console;
 mod crash_recovery;
 mod crash_under_load;
 mod developer_loop;
