@@ -331,6 +331,28 @@ fn a_truncated_snapshot_falls_back_to_the_whole_history() {
     );
     let r = c.command("orders", "PayOrder", "o-1", json!({ "payment_method": "card" }));
     assert_eq!((r.0, &r.1["code"]), (422, &json!("already_paid")), "{}", r.1);
+
+    // A whole snapshot the handler cannot read (another state's shape):
+    // the handler says so and the host folds the whole history.
+    let (_, handlers) = c.get("/handlers");
+    let build = handlers["handlers"][0]["hash"].as_str().unwrap().to_owned();
+    let (_, stream) = c.get("/streams/o-1");
+    let fifth = &stream["events"][4];
+    let store = refract::evolution::SnapshotStore::new(s.data_dir().join("snapshots"), 2);
+    let garbage = refract::evolution::Stored {
+        version: 5,
+        position: fifth["position"].as_u64().unwrap(),
+        state: br#"{"shape":"of another version"}"#.to_vec(),
+    };
+    store.save("orders", &build, "o-1", &garbage).unwrap();
+    let (_, before) = c.metrics();
+    let r = c.command("orders", "ShipOrder", "o-1", json!({ "carrier": "dhl" }));
+    assert_eq!(r.0, 200, "decided on the whole history: {}", r.1);
+    let (_, after) = c.metrics();
+    let fallbacks = |m: &std::collections::HashMap<String, f64>| {
+        m.get("refract_handler_snapshots_total{outcome=\"fallback\"}").copied().unwrap_or(0.0)
+    };
+    assert_eq!(fallbacks(&after), fallbacks(&before) + 1.0, "{after:?}");
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
