@@ -19,14 +19,19 @@ use crate::report::Row;
 use crate::scenarios::{Size, load_projection, rate, replay_once, thousands};
 use crate::workload::{build_plugin, median, order, order_v1, raw, write_orders_with};
 
-/// A log whose stream `long` holds one `OrderPlaced` and `n - 1`
-/// `ItemAdded`.
-async fn long_stream(dir: &Path, n: u64) -> anyhow::Result<EventLog> {
-    let log = EventLog::open(
+/// An SQLite log in `dir`, written without fsync.
+fn scratch_log(dir: &Path) -> anyhow::Result<EventLog> {
+    Ok(EventLog::open(
         &dir.join("events.db"),
         LogOptions { synchronous: refract::db::Synchronous::Off, ..LogOptions::default() },
         LogMetrics::default(),
-    )?;
+    )?)
+}
+
+/// A log whose stream `long` holds one `OrderPlaced` and `n - 1`
+/// `ItemAdded`.
+async fn long_stream(dir: &Path, n: u64) -> anyhow::Result<EventLog> {
+    let log = scratch_log(dir)?;
     let mut first = order(0);
     first.truncate(1);
     log.append("long", ExpectedVersion::NoStream, first).await?;
@@ -156,14 +161,7 @@ pub fn p12(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     let batch = RunnerOptions::default().batch_size;
     let (dir_v1, dir_v2) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let (upcast, stored) = rt.block_on(async {
-        let open = |dir: &Path| {
-            EventLog::open(
-                &dir.join("events.db"),
-                LogOptions { synchronous: refract::db::Synchronous::Off, ..LogOptions::default() },
-                LogMetrics::default(),
-            )
-        };
-        let (v1, v2) = (open(dir_v1.path())?, open(dir_v2.path())?);
+        let (v1, v2) = (scratch_log(dir_v1.path())?, scratch_log(dir_v2.path())?);
         write_orders_with(&v1, n, order_v1).await?;
         write_orders_with(&v2, n, order).await?;
         let (mut upcast, mut stored) = (Vec::new(), Vec::new());

@@ -352,6 +352,18 @@ fn event_data_is_shown_as_text_and_nothing_runs_or_leaves() {
     });
 }
 
+/// Gives the console `token` and waits for the page to be drawn with it.
+async fn use_token(b: &Browser, token: &str) {
+    type_into(b, "#token", token).await;
+    click(b, "#token-use").await;
+    wait_js(
+        b,
+        "return document.querySelector('main[data-ready]') && !document.querySelector('#pause').disabled",
+        "write actions enabled",
+    )
+    .await;
+}
+
 #[test]
 fn write_actions_need_the_token_and_refusals_are_shown() {
     let d = driver();
@@ -369,14 +381,7 @@ fn write_actions_need_the_token_and_refusals_are_shown() {
         screenshot(&b, "token-needed").await;
 
         // A wrong token: the action goes out and its 401 is shown.
-        type_into(&b, "#token", "wrong").await;
-        click(&b, "#token-use").await;
-        wait_js(
-            &b,
-            "return document.querySelector('main[data-ready]') && !document.querySelector('#pause').disabled",
-            "enabled",
-        )
-        .await;
+        use_token(&b, "wrong").await;
         click(&b, "#pause").await;
         click(&b, "#confirm-yes").await;
         let refused = wait_text(&b, "#flash", "the refusal", |t| !t.is_empty()).await;
@@ -385,14 +390,7 @@ fn write_actions_need_the_token_and_refusals_are_shown() {
 
         // The right one: it works, and the token stays with the tab only.
         click(&b, "#token-forget").await;
-        type_into(&b, "#token", "s3cret-token").await;
-        click(&b, "#token-use").await;
-        wait_js(
-            &b,
-            "return document.querySelector('main[data-ready]') && !document.querySelector('#pause').disabled",
-            "enabled",
-        )
-        .await;
+        use_token(&b, "s3cret-token").await;
         click(&b, "#pause").await;
         click(&b, "#confirm-yes").await;
         wait_text(&b, "#status-value", "paused", |t| t == "paused").await;

@@ -98,6 +98,41 @@ fn schemas_refuse_bad_appends_with_the_path_and_upcast_reads_show_the_new_versio
     );
 }
 
+fn schemas_come_and_go_with_their_files() {
+    let s = Server::start(&[ORDER_SUMMARY]);
+    let c = s.client();
+    let v1_shaped = [("OrderPlaced", v1("ada"))];
+    assert_eq!(c.try_append("o-1", json!("any"), &v1_shaped).0, 201, "no schema: anything goes");
+    let file = s.plugins_dir().join("OrderPlaced.v2.schema.json");
+    std::fs::copy(Path::new(SCHEMAS).join("OrderPlaced.v2.schema.json"), &file).unwrap();
+    let listed = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.get("/schemas").1["schemas"].as_array().unwrap().len() != n {
+            assert!(std::time::Instant::now() < deadline, "the schemas never numbered {n}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    listed(1);
+    let (status, body) = c.try_append("o-2", json!("any"), &v1_shaped);
+    assert_eq!((status, body["path"].as_str()), (422, Some("/events/0/data/customer")), "{body}");
+    // A broken schema file is reported and the registered one stays.
+    std::fs::write(s.plugins_dir().join("OrderPlaced.v3.schema.json"), "{ not json").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !c.get("/projections").1["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "OrderPlaced.v3.schema")
+    {
+        assert!(std::time::Instant::now() < deadline, "the broken schema was never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.try_append("o-2", json!("any"), &v1_shaped).0, 422);
+    std::fs::remove_file(&file).unwrap();
+    listed(0);
+    assert_eq!(c.try_append("o-2", json!("any"), &v1_shaped).0, 201);
+}
+
 fn schema_check_finds_the_stored_events_a_stricter_schema_refuses() {
     let s = Server::start(&[ORDER_SUMMARY, ORDERS]);
     let c = s.client();
@@ -372,6 +407,11 @@ on_both_logs!(
     schemas_refuse_bad_appends_with_the_path_and_upcast_reads_show_the_new_version,
     a_mixed_log_gives_the_read_models_of_an_all_v2_log
 );
+
+#[test]
+fn schema_files_hot_reload() {
+    schemas_come_and_go_with_their_files();
+}
 
 #[test]
 fn schema_check() {
