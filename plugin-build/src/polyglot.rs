@@ -10,6 +10,9 @@ use std::process::Command;
 
 use crate::BuildError;
 
+/// Held while a toolchain is checked or installed.
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The language a plugin directory is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -106,6 +109,9 @@ impl Sdks {
     /// Installs the JavaScript toolchain (pinned by `package-lock.json`)
     /// unless it is there.
     pub fn ensure_js(&self, capture: bool) -> Result<(), BuildError> {
+        // Builds on several threads (a build script's) install once, not
+        // all at once into the same directory.
+        let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
         if !has("node", "--version") {
             return Err(tool_missing("node", "install Node.js 20 or newer (Debian: apt install nodejs npm)"));
         }
@@ -126,6 +132,7 @@ impl Sdks {
     /// The virtual environment's Python with componentize-py (pinned by
     /// `requirements.txt`), created unless it is there.
     pub fn ensure_python(&self, capture: bool) -> Result<PathBuf, BuildError> {
+        let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
         let py = self.python();
         let venv = py.join(".venv");
         let python = venv.join("bin").join("python");
