@@ -48,15 +48,26 @@ pub async fn upcasters(State(app): State<Arc<App>>) -> axum::Json<UpcasterList> 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
-    /// The event type.
-    #[schema(min_length = 1, max_length = 256)]
+    /// The event type: 1 to 256 characters, no control characters.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     pub event_type: String,
     /// The version the schema would be registered as.
     #[schema(minimum = 1, maximum = 65535)]
+    #[serde(deserialize_with = "super::number::whole_u32")]
     pub version: u32,
-    /// The JSON Schema.
-    #[schema(value_type = Object)]
+    /// The JSON Schema: an object, or `true` / `false`.
+    #[schema(schema_with = json_schema)]
     pub schema: serde_json::Value,
+}
+
+/// What a JSON Schema document is: an object or a boolean.
+fn json_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object)))
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Boolean)))
+        .description(Some("A JSON Schema: an object, or true (accepts all) / false (refuses all)"))
+        .into()
 }
 
 /// A stored event a schema refuses.

@@ -11,7 +11,7 @@ mod encode;
 pub mod error;
 mod extract;
 mod integration;
-mod number;
+pub(crate) mod number;
 pub(crate) mod projections;
 pub mod schema;
 pub mod serve;

@@ -86,6 +86,23 @@ pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
     d.deserialize_option(Maybe)
 }
 
+/// [`whole`] for a `u32` (a number past 2^32 - 1 is refused).
+pub fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = whole(d)?;
+    u32::try_from(n)
+        .map_err(|_| de::Error::custom(format!("{n} is past the largest accepted value, {}", u32::MAX)))
+}
+
+/// [`optional`] for an `Option<u32>`.
+pub fn optional_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match optional(d)? {
+        None => Ok(None),
+        Some(n) => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("{n} is past the largest accepted value, {}", u32::MAX))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +131,13 @@ mod tests {
         assert!(serde_json::from_str::<Q>(r#"{"n": -2}"#).is_err());
         let q: Q = serde_urlencoded_like("n=12");
         assert_eq!(q.n, Some(12));
+        #[derive(serde::Deserialize)]
+        struct V {
+            #[serde(default, deserialize_with = "optional_u32")]
+            v: Option<u32>,
+        }
+        assert_eq!(serde_json::from_str::<V>(r#"{"v": 657.0}"#).unwrap().v, Some(657));
+        assert!(serde_json::from_str::<V>(r#"{"v": 4294967296}"#).is_err());
     }
 
     /// A query string as axum's `Query` reads it.

@@ -138,7 +138,7 @@ pub struct NewEvent {
     /// The version of its type's schema the data follows (see
     /// `GET /schemas`): at least 1. Left out: the newest registered
     /// version of the type, or 1 when the type has no schema.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::number::optional_u32")]
     #[schema(minimum = 1, maximum = 65535)]
     pub schema_version: Option<u32>,
 }
