@@ -127,15 +127,6 @@ impl Contracts {
         before != schemas.len()
     }
 
-    /// The newest registered version of `event_type`.
-    pub fn newest(&self, event_type: &str) -> Option<u32> {
-        let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
-        schemas
-            .range((event_type.to_owned(), 0)..=(event_type.to_owned(), u32::MAX))
-            .next_back()
-            .map(|(k, _)| k.1)
-    }
-
     /// Every schema.
     pub fn list(&self) -> Vec<SchemaInfo> {
         let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
@@ -144,7 +135,7 @@ impl Contracts {
             .map(|c| SchemaInfo {
                 event_type: c.event_type.clone(),
                 version: c.version,
-                newest: self_newest(&schemas, &c.event_type) == Some(c.version),
+                newest: newest_of(&schemas, &c.event_type) == Some(c.version),
                 file: c.file.display().to_string(),
                 schema: c.schema.clone(),
             })
@@ -160,7 +151,7 @@ impl Contracts {
             return Ok(());
         }
         for (index, e) in events.iter_mut().enumerate() {
-            let Some(newest) = self_newest(&schemas, &e.event_type) else { continue };
+            let Some(newest) = newest_of(&schemas, &e.event_type) else { continue };
             let version = *e.schema_version.get_or_insert(newest);
             let Some(contract) = schemas.get(&(e.event_type.clone(), version)) else {
                 let known: Vec<String> =
@@ -192,7 +183,8 @@ impl Contracts {
     }
 }
 
-fn self_newest(schemas: &BTreeMap<(String, u32), Arc<Contract>>, event_type: &str) -> Option<u32> {
+/// The newest registered version of `event_type`.
+fn newest_of(schemas: &BTreeMap<(String, u32), Arc<Contract>>, event_type: &str) -> Option<u32> {
     schemas
         .range((event_type.to_owned(), 0)..=(event_type.to_owned(), u32::MAX))
         .next_back()

@@ -181,11 +181,6 @@ impl UpcastPlan {
         crate::plugin::hex(&h.finalize())
     }
 
-    /// The event types this plan upcasts.
-    pub fn types(&self) -> impl Iterator<Item = &str> {
-        self.wanted.keys().map(String::as_str)
-    }
-
     /// Whether the plan rewrites an event of `event_type` stored at
     /// `version`.
     fn rewrites(&self, event_type: &str, version: u32) -> bool {
@@ -194,7 +189,7 @@ impl UpcastPlan {
 
     /// The version an event of `event_type` stored at `version` is read
     /// at.
-    pub fn target(&self, event_type: &str, version: u32) -> u32 {
+    fn target(&self, event_type: &str, version: u32) -> u32 {
         self.wanted.get(event_type).copied().unwrap_or(version)
     }
 
