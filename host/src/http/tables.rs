@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -144,7 +144,11 @@ fn read_table_info(conn: &Connection, projection: &str, table: &str) -> Result<T
     let kind: Option<String> = if hidden {
         None
     } else {
-        conn.prepare_cached(TABLE_KIND).and_then(|mut s| s.query_row([table], |r| r.get(0))).ok()
+        // An error reading the schema (a busy or unreadable file) is not a
+        // missing table: it is answered as the error it is.
+        conn.prepare_cached(TABLE_KIND)
+            .and_then(|mut s| s.query_row([table], |r| r.get(0)).optional())
+            .map_err(sql_error)?
     };
     let Some(kind) = kind else {
         return Err(ApiError::not_found(format!("projection {projection} has no table {table:?}")));

@@ -634,17 +634,19 @@ impl Projections {
         let shared = Arc::new(self.new_shared(self.new_status(plugin), &name));
         *shared.public.write().unwrap_or_else(|p| p.into_inner()) = public;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Opened here, not in the runner's thread: once this returns, the
+        // build's tables exist for readers.
+        let opened = store::open(&path, plugin, commands_after);
         let runner = runner::Runner {
             shared: shared.clone(),
             plugin: plugin.clone(),
             policy: self.policy(&name),
-            db_path: path.clone(),
             log: self.log.clone(),
             head: self.log.subscribe(),
             control: shared.control.subscribe(),
             shutdown: shutdown_rx,
             options: self.options.runner,
-            commands_after,
+            opened: Some(opened),
             rt: tokio::runtime::Handle::current(),
         };
         let thread = std::thread::Builder::new()

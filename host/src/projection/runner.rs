@@ -68,15 +68,15 @@ pub(super) struct Runner {
     pub shared: Arc<Shared>,
     pub plugin: Arc<ProjectionPlugin>,
     pub policy: ErrorPolicy,
-    pub db_path: std::path::PathBuf,
     pub log: EventLog,
     pub head: watch::Receiver<u64>,
     pub control: watch::Receiver<Control>,
     pub shutdown: watch::Receiver<bool>,
     pub options: RunnerOptions,
-    /// For a reactor's new database: send commands only for events after
-    /// this (see `commands.sql`).
-    pub commands_after: u64,
+    /// Its database, opened with the plugin's migrations run before the
+    /// build was made visible (reads never meet a database without its
+    /// tables), or why it could not be.
+    pub opened: Option<Result<(SqlSession, store::Meta), String>>,
     pub rt: Handle,
 }
 
@@ -164,7 +164,7 @@ impl Runner {
     }
 
     fn run_inner(&mut self) -> Result<(), String> {
-        let (session, meta) = store::open(&self.db_path, &self.plugin, self.commands_after)?;
+        let (session, meta) = self.opened.take().ok_or("the database was opened already")??;
         self.shared.publish(meta.position);
         let dead = store::count_dead_letters(&session.conn()).unwrap_or(0);
         self.shared.update(|s| {

@@ -171,7 +171,25 @@ fn a_changed_plugin_rebuilds_its_read_model_from_position_one() {
     assert_eq!(c.query("order-summary", "SELECT * FROM order_summaries ORDER BY order_id"), rows);
 }
 
+/// A server that answers serves its read models' tables, even those of
+/// projections created by this very start (a table created a moment later
+/// would be a 404 to the first reader).
+fn a_new_read_models_tables_answer_as_soon_as_the_server_does() {
+    for start in 0..3 {
+        let server = Server::start(&[ORDER_SUMMARY, CUSTOMER_STATS]);
+        let c = server.client();
+        for (projection, table) in
+            [("order-summary", "order_summaries"), ("customer-stats", "customer_stats")]
+        {
+            let (status, rows) = c.get(&format!("/projections/{projection}/tables/{table}"));
+            assert_eq!(status, 200, "start {start}: {projection}: {rows}");
+            assert_eq!(rows["rows"], json!([]), "start {start}: {projection}: {rows}");
+        }
+    }
+}
+
 crate::on_both_logs!(
+    a_new_read_models_tables_answer_as_soon_as_the_server_does,
     append_then_read_order_summaries_by_key_filter_and_sql,
     streams_and_the_global_log_read_back_in_order,
     restart_resumes_from_the_checkpoint_without_reapplying,
