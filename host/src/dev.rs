@@ -188,6 +188,8 @@ pub enum Kind {
     Projection,
     /// A command handler (command + history → events).
     Handler,
+    /// An upcaster (an event type's data at one version → the next).
+    Upcaster,
 }
 
 /// Creates a plugin `name` of `kind` in `lang` in `parent`, using the SDKs
@@ -223,15 +225,20 @@ crate-type = ["cdylib", "rlib"]
 [dependencies]
 refract-sdk = {{ path = "{}" }}
 serde = {{ version = "1", features = ["derive"] }}
-
-[dev-dependencies]
-serde_json = "1"
+{serde_json}
 "#,
-        sdk.display()
+        sdk.display(),
+        // An upcaster keeps the members it does not name as JSON values.
+        serde_json = if kind == Kind::Upcaster {
+            "serde_json = \"1\"\n"
+        } else {
+            "\n[dev-dependencies]\nserde_json = \"1\"\n"
+        },
     );
     let source = match kind {
         Kind::Projection => include_str!("templates/projection.rs"),
         Kind::Handler => include_str!("templates/handler.rs"),
+        Kind::Upcaster => include_str!("templates/upcaster.rs"),
     };
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), source.replace("__NAME__", name).replace("Template", &ident))?;
@@ -245,6 +252,9 @@ fn scaffold_ts(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result
         }
         Kind::Handler => {
             (include_str!("templates/ts/handler.ts"), include_str!("templates/ts/handler.test.ts"))
+        }
+        Kind::Upcaster => {
+            (include_str!("templates/ts/upcaster.ts"), include_str!("templates/ts/upcaster.test.ts"))
         }
     };
     std::fs::create_dir_all(dir.join("src"))?;
@@ -297,6 +307,9 @@ fn scaffold_python(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<PathBuf
         ),
         Kind::Handler => {
             (include_str!("templates/python/handler.py"), include_str!("templates/python/handler_test.py"))
+        }
+        Kind::Upcaster => {
+            (include_str!("templates/python/upcaster.py"), include_str!("templates/python/upcaster_test.py"))
         }
     };
     std::fs::create_dir_all(dir)?;

@@ -45,7 +45,7 @@ enum Command {
     /// Scaffold a plugin (Rust, TypeScript or Python) that builds and has a
     /// passing test.
     New {
-        /// `projection` or `handler`.
+        /// `projection`, `handler` or `upcaster`.
         kind: refract::dev::Kind,
         /// The language: `rust`, `ts` or `python`.
         #[arg(long, value_enum, default_value_t)]

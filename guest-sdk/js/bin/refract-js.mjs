@@ -98,18 +98,22 @@ async function build(dir, out) {
     const native = join(work, 'native.mjs');
     await bundle(entry, native);
     const plugin = (await import(pathToFileURL(native).href)).default;
-    if (!plugin || (plugin.kind !== 'projection' && plugin.kind !== 'command-handler')) {
-      fail(`${entry} must export default defineProjection({...}) or defineHandler({...})`);
+    // Per kind: its world, the export, and the SDK's adapter (module and
+    // function); a projection's adapter alone imports `sql`.
+    const worlds = {
+      projection: ['projection', 'projector', 'guest-projection.ts', 'projectorExport'],
+      'command-handler': ['command-handler', 'decider', 'guest.ts', 'deciderExport'],
+      upcaster: ['upcaster', 'upcast', 'guest.ts', 'upcastExport'],
+    };
+    if (!plugin || !Object.hasOwn(worlds, plugin.kind)) {
+      fail(`${entry} must export default defineProjection({...}), defineHandler({...}) or defineUpcaster({...})`);
     }
-    const [world, exportName, adapter] =
-      plugin.kind === 'projection'
-        ? ['projection', 'projector', 'projectorExport']
-        : ['command-handler', 'decider', 'deciderExport'];
+    const [world, exportName, module, adapter] = worlds[plugin.kind];
     const wrapper = join(work, 'component.ts');
     writeFileSync(
       wrapper,
       `import plugin from ${JSON.stringify(entry)};\n` +
-        `import { ${adapter} } from ${JSON.stringify(join(sdk, 'src', 'guest.ts'))};\n` +
+        `import { ${adapter} } from ${JSON.stringify(join(sdk, 'src', module))};\n` +
         `export const ${exportName} = ${adapter}(plugin as any);\n`,
     );
     const source = join(work, 'component.js');

@@ -96,6 +96,21 @@ export interface HandlerDefinition<S = any> {
   decide(state: S, command: Command): NewEvent[];
 }
 
+/** An upcaster: rewrites the data of one event type from one version of
+ *  its schema to the next. It sees nothing but the data and must be
+ *  deterministic: read models are rebuilt through it. */
+export interface UpcasterDefinition<Old = any, New = unknown> {
+  name: string;
+  version: string;
+  /** The event type it rewrites. */
+  eventType: string;
+  /** The version it reads; it writes `fromVersion + 1`. */
+  fromVersion: number;
+  /** One event's data at `fromVersion`, parsed, → its data at the next
+   *  version. Throw to refuse it (the error names the event). */
+  upcast(data: Old): New;
+}
+
 /** A refused command: a stable code and a sentence; the client gets 422. */
 export class Rejection extends Error {
   constructor(
@@ -118,6 +133,9 @@ export interface Projection extends ProjectionDefinition {
 export interface Handler<S = any> extends HandlerDefinition<S> {
   kind: 'command-handler';
 }
+export interface Upcaster<Old = any, New = unknown> extends UpcasterDefinition<Old, New> {
+  kind: 'upcaster';
+}
 
 /** Declares a projection; make it the module's default export. */
 export function defineProjection(p: ProjectionDefinition): Projection {
@@ -127,6 +145,49 @@ export function defineProjection(p: ProjectionDefinition): Projection {
 /** Declares a command handler; make it the module's default export. */
 export function defineHandler<S>(h: HandlerDefinition<S>): Handler<S> {
   return { ...h, kind: 'command-handler' };
+}
+
+/** Declares an upcaster; make it the module's default export. */
+export function defineUpcaster<Old = any, New = unknown>(u: UpcasterDefinition<Old, New>): Upcaster<Old, New> {
+  if (!Number.isInteger(u.fromVersion) || u.fromVersion < 1) {
+    throw new RangeError(`fromVersion must be a whole number from 1, got ${u.fromVersion}`);
+  }
+  return { ...u, kind: 'upcaster' };
+}
+
+/** Why an upcaster refused one of the data it was given. */
+export class UpcastFailure extends Error {
+  constructor(
+    /** Which of the data (an index into the list). */
+    readonly index: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpcastFailure';
+  }
+}
+
+/** Rewrites each of `data` (JSON text at the upcaster's version) to the
+ *  next version; the first failure is thrown as an `UpcastFailure` naming
+ *  its index. The component and tests both run upcasters through it. */
+export function upcastAll(u: UpcasterDefinition, data: readonly string[]): string[] {
+  return data.map((text, index) => {
+    let old: unknown;
+    try {
+      old = JSON.parse(text);
+    } catch (e) {
+      throw new UpcastFailure(index, `cannot read: ${(e as Error).message}`);
+    }
+    let out: string | undefined;
+    try {
+      out = JSON.stringify(u.upcast(old));
+    } catch (e) {
+      throw new UpcastFailure(index, e instanceof Error ? e.message : String(e));
+    }
+    // `undefined` (or a function) has no JSON: not an event's data.
+    if (out === undefined) throw new UpcastFailure(index, 'upcast returned no JSON value');
+    return out;
+  });
 }
 
 /** Why an event could not be applied, naming it. */

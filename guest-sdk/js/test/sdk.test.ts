@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineHandler, defineProjection, int, real, reject } from 'refract-sdk';
+import { UpcastFailure, defineHandler, defineProjection, defineUpcaster, int, real, reject, upcastAll } from 'refract-sdk';
 import { ProjectionTest, event, given } from 'refract-sdk/testing';
 import { Pending, toValue } from '../src/values.ts';
 import { unpack } from '../src/batch.ts';
@@ -103,4 +103,30 @@ test('given / when / then', () => {
   given(door, [{ type: 'Opened', data: {} }]).when('Open', {}).thenRejected('already_open');
   given(door, [{ type: 'Opened', data: {} }]).when('Close', {}).thenEvents([{ type: 'Closed', data: {} }]);
   assert.throws(() => given(door, []).when('Open', {}).thenRejected('already_open'), /expected rejection/);
+});
+
+test('an upcaster rewrites each event and names the one it refuses', () => {
+  const rename = defineUpcaster<{ name: string; n?: number }, { full_name: string; n?: number }>({
+    name: 'rename',
+    version: '1',
+    eventType: 'Named',
+    fromVersion: 1,
+    upcast: ({ name, ...rest }) => {
+      if (typeof name !== 'string') throw new Error('missing field `name`');
+      return { full_name: name, ...rest };
+    },
+  });
+  assert.equal(rename.kind, 'upcaster');
+  assert.deepEqual(upcastAll(rename, ['{"name":"é","n":2}', '{"name":"b"}']), ['{"full_name":"é","n":2}', '{"full_name":"b"}']);
+  assert.throws(
+    () => upcastAll(rename, ['{"name":"a"}', '{"n":1}']),
+    (e: unknown) => e instanceof UpcastFailure && e.index === 1 && /missing field `name`/.test(e.message),
+  );
+  assert.throws(
+    () => upcastAll(rename, ['{"name":"a"}', 'not json']),
+    (e: unknown) => e instanceof UpcastFailure && e.index === 1 && /cannot read/.test(e.message),
+  );
+  const nothing = defineUpcaster({ name: 'x', version: '1', eventType: 'T', fromVersion: 1, upcast: () => undefined });
+  assert.throws(() => upcastAll(nothing, ['{}']), /no JSON value/);
+  assert.throws(() => defineUpcaster({ name: 'x', version: '1', eventType: 'T', fromVersion: 0, upcast: (d) => d }), RangeError);
 });

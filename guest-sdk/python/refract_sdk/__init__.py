@@ -38,9 +38,12 @@ __all__ = [
     "Projection",
     "Real",
     "Rejection",
+    "UpcastFailure",
+    "Upcaster",
     "log",
     "real",
     "reject",
+    "upcast_all",
 ]
 
 
@@ -149,6 +152,56 @@ class CommandHandler:
     def decide(self, state: Any, command: Command) -> List[NewEvent]:
         """The events to append (possibly none); raise ``reject(...)``."""
         raise NotImplementedError
+
+
+class Upcaster:
+    """An upcaster: rewrites the data of one event type from one version of
+    its schema to the next. It sees nothing but the data and must be
+    deterministic: read models are rebuilt through it."""
+
+    kind = "upcaster"
+    name: str = ""
+    version: str = "0.0.0"
+    #: The event type it rewrites.
+    event_type: str = ""
+    #: The version it reads; it writes ``from_version + 1``.
+    from_version: int = 1
+
+    def upcast(self, data: Any) -> Any:
+        """One event's data at ``from_version``, parsed, → its data at the
+        next version. Raise to refuse it (the error names the event)."""
+        raise NotImplementedError
+
+
+class UpcastFailure(Exception):
+    """Why an upcaster refused one of the data it was given: ``index`` says
+    which."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.message = message
+
+
+def upcast_all(upcaster: Upcaster, data: Sequence[str]) -> List[str]:
+    """Rewrites each of ``data`` (JSON text at the upcaster's version) to
+    the next version; the first failure is raised as an ``UpcastFailure``
+    naming its index. The component and tests both run upcasters through
+    it."""
+    out = []
+    for index, text in enumerate(data):
+        try:
+            old = json.loads(text)
+        except ValueError as e:
+            raise UpcastFailure(index, f"cannot read: {e}") from None
+        try:
+            out.append(to_json(upcaster.upcast(old)))
+        except Exception as e:  # every failure names its event
+            why = str(e) or type(e).__name__
+            if isinstance(e, KeyError):
+                why = f"missing field `{e.args[0]}`"
+            raise UpcastFailure(index, why) from None
+    return out
 
 
 def failure(position: int, event_type: str, e: BaseException) -> str:

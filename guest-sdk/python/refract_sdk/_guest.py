@@ -1,6 +1,6 @@
 """The component's side: adapts a plugin defined with the SDK to the
-interfaces of wit/ (``projector``, ``decider``) and runs SQL through the
-host. Only the component built by ``refract_sdk.build`` imports this."""
+interfaces of wit/ (``projector``, ``decider``, ``upcast``) and runs SQL
+through the host. Only the component built by ``refract_sdk.build`` imports this."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from componentize_py_types import Err
 from wit_world.imports import log as host_log
 try:
     from wit_world.imports import sql, types
-except ImportError:  # a command handler's world has no database
+except ImportError:  # a command handler's or an upcaster's world has no database
     sql = types = None
 
-from . import Command, Event, Rejection, decide_on, failure, fold, log, to_json
+from . import Command, Event, Rejection, UpcastFailure, decide_on, failure, fold, log, to_json, upcast_all
 from .batch import unpack
 from .values import BLOB, INTEGER, NULL, REAL, TEXT, Pending, tagged
 
@@ -202,3 +202,23 @@ def decider_for(plugin):
             return decider.Decision([decider.NewEvent(e.type, to_json(e.data)) for e in decided], kept)
 
     return Decider
+
+
+def upcast_for(plugin):
+    from wit_world import exports
+    from wit_world.exports import upcast
+
+    if not isinstance(plugin.from_version, int) or plugin.from_version < 1:
+        raise ValueError(f"from_version must be a whole number from 1, got {plugin.from_version!r}")
+
+    class Upcast(exports.Upcast):
+        def describe(self):
+            return upcast.Description(plugin.name, plugin.version, plugin.event_type, plugin.from_version)
+
+        def upcast(self, data):
+            try:
+                return upcast_all(plugin, data)
+            except UpcastFailure as f:
+                raise Err(upcast.UpcastError(f.index, f.message))
+
+    return Upcast

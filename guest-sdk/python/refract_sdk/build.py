@@ -2,8 +2,8 @@
 
     python -m refract_sdk.build DIR [-o OUT.wasm]
 
-``DIR/app.py`` defines ``plugin``, an instance of a ``Projection`` or a
-``CommandHandler`` subclass; the modules beside it are bundled too.
+``DIR/app.py`` defines ``plugin``, an instance of a ``Projection``, a
+``CommandHandler`` or an ``Upcaster`` subclass; the modules beside it are bundled too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from pathlib import Path
 SDK = Path(__file__).resolve().parent.parent
 WIT = Path(os.environ.get("REFRACT_WIT", SDK.parent.parent / "wit"))
 
+#: Per kind: its world, the class componentize-py looks for, the SDK's adapter.
+WORLDS = {
+    "projection": ("projection", "Projector", "projector_for"),
+    "command-handler": ("command-handler", "Decider", "decider_for"),
+    "upcaster": ("upcaster", "Upcast", "upcast_for"),
+}
+
 
 def fail(message: str) -> "NoReturn":  # noqa: F821
     print(f"refract_sdk.build: {message}", file=sys.stderr)
@@ -33,8 +40,11 @@ def kind_of(directory: Path) -> tuple:
     app = importlib.import_module("app")
     plugin = getattr(app, "plugin", None)
     kind = getattr(plugin, "kind", None)
-    if kind not in ("projection", "command-handler"):
-        fail(f"{directory / 'app.py'} must define `plugin`, an instance of a Projection or CommandHandler subclass")
+    if kind not in WORLDS:
+        fail(
+            f"{directory / 'app.py'} must define `plugin`, an instance of a Projection, CommandHandler "
+            "or Upcaster subclass"
+        )
     return kind, plugin.name
 
 
@@ -45,11 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     directory = args.dir.resolve()
     kind, name = kind_of(directory)
-    world, export, adapter = (
-        ("projection", "Projector", "projector_for")
-        if kind == "projection"
-        else ("command-handler", "Decider", "decider_for")
-    )
+    world, export, adapter = WORLDS[kind]
     out = (args.out or directory / f"{directory.name}.wasm").resolve()
     tool = shutil.which("componentize-py", path=str(Path(sys.executable).parent)) or shutil.which("componentize-py")
     if tool is None:

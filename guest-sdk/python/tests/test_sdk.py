@@ -1,7 +1,7 @@
 import struct
 import unittest
 
-from refract_sdk import CommandHandler, NewEvent, Projection, real, reject
+from refract_sdk import CommandHandler, NewEvent, Projection, UpcastFailure, Upcaster, real, reject, upcast_all
 from refract_sdk.batch import MalformedBatch, unpack
 from refract_sdk.testing import ApplyError, ProjectionTest, event, given
 from refract_sdk.values import Pending, tagged
@@ -109,3 +109,30 @@ class Helpers(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Rename(Upcaster):
+    name = "rename"
+    version = "1"
+    event_type = "Named"
+    from_version = 1
+
+    def upcast(self, data):
+        data["full_name"] = data.pop("name")
+        return data
+
+
+class Upcasting(unittest.TestCase):
+    def test_each_event_is_rewritten_and_big_numbers_stay_exact(self):
+        out = upcast_all(Rename(), ['{"name":"é","n":12345678901234567890,"p":0.30000000000000004}', '{"name":"b"}'])
+        self.assertEqual(out, ['{"n":12345678901234567890,"p":0.30000000000000004,"full_name":"é"}', '{"full_name":"b"}'])
+
+    def test_a_refused_event_is_named_by_its_index(self):
+        with self.assertRaises(UpcastFailure) as e:
+            upcast_all(Rename(), ['{"name":"a"}', '{"n":1}'])
+        self.assertEqual((e.exception.index, e.exception.message), (1, "missing field `name`"))
+        with self.assertRaises(UpcastFailure) as e:
+            upcast_all(Rename(), ['{"name":"a"}', "not json"])
+        self.assertEqual(e.exception.index, 1)
+        self.assertIn("cannot read", e.exception.message)
+

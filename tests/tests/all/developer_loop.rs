@@ -104,8 +104,10 @@ fn scaffold_dev_hot_reload_and_the_operator_cli() {
     let source = dir.path().join("src-plugins");
     let projection = scaffold("projection", "tally", &source);
     let handler = scaffold("handler", "starter", &source);
+    let upcaster = scaffold("upcaster", "renamer", &source);
     unit_test(&projection);
     unit_test(&handler);
+    unit_test(&upcaster);
     let out = refract(&["new", "projection", "Bad Name", "--dir", source.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
@@ -124,6 +126,13 @@ fn scaffold_dev_hot_reload_and_the_operator_cli() {
     ));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["row"]["total"], 4);
+    // The upcaster is served too, rewriting `Happened` from version 1.
+    let (_, body) = c.get("/upcasters");
+    assert_eq!(body["upcasters"][0]["name"], "renamer", "{body}");
+    assert_eq!(
+        (&body["upcasters"][0]["event_type"], &body["upcasters"][0]["to_version"]),
+        (&json!("Happened"), &json!(2))
+    );
 
     // Saving a change to the source rebuilds and hot-reloads the plugin.
     let before = c.projection("tally")["hash"].clone();
@@ -163,19 +172,31 @@ fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded()
     let source = dir.path().join("src-plugins");
     let projection = scaffold_in("projection", "ts", "tally-ts", &source);
     let handler = scaffold_in("handler", "python", "starter-py", &source);
+    let upcaster = scaffold_in("upcaster", "ts", "renamer-ts", &source);
     // Their own tests pass natively, as generated.
     let sdks = Sdks::locate();
     let out = sdks.test(Lang::TypeScript, &projection).unwrap();
     assert!(out.contains("# pass 1"), "{out}");
     let out = sdks.test(Lang::Python, &handler).unwrap();
     assert!(out.contains("Ran 1 test") && out.contains("OK"), "{out}");
-    // The other two kinds build their tests too; they live elsewhere, so
-    // that `refract dev` below serves the two above.
-    let others = dir.path().join("others");
-    let out = sdks.test(Lang::TypeScript, &scaffold_in("handler", "ts", "starter-ts", &others)).unwrap();
+    let out = sdks.test(Lang::TypeScript, &upcaster).unwrap();
     assert!(out.contains("# pass 1"), "{out}");
-    let out = sdks.test(Lang::Python, &scaffold_in("projection", "python", "tally-py", &others)).unwrap();
-    assert!(out.contains("Ran 1 test") && out.contains("OK"), "{out}");
+    // The other kinds pass their tests and build too; they live elsewhere,
+    // so that `refract dev` below serves the three above (one upcaster of
+    // `Happened` v1 at a time).
+    let others = dir.path().join("others");
+    for (lang, kind, name, passed) in [
+        (Lang::TypeScript, "handler", "starter-ts", "# pass 1"),
+        (Lang::Python, "projection", "tally-py", "Ran 1 test"),
+        (Lang::Python, "upcaster", "renamer-py", "Ran 1 test"),
+    ] {
+        let plugin = scaffold_in(kind, if lang == Lang::TypeScript { "ts" } else { "python" }, name, &others);
+        let out = sdks.test(lang, &plugin).unwrap();
+        assert!(out.contains(passed) && !out.contains("FAILED"), "{name}: {out}");
+        let wasm = sdks.build(lang, &plugin, &others.join(format!("{name}.wasm")), true);
+        let wasm = wasm.unwrap_or_else(|e| panic!("{name} does not build: {e}"));
+        assert!(std::fs::metadata(&wasm).unwrap().len() > 0, "{name}");
+    }
 
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -193,6 +214,8 @@ fn typescript_and_python_plugins_are_scaffolded_tested_served_and_hot_reloaded()
     ));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["row"]["total"], 4);
+    let (_, body) = c.get("/upcasters");
+    assert_eq!(body["upcasters"][0]["name"], "renamer-ts", "{body}");
 
     // Saving a change to the TypeScript source rebuilds and hot-reloads it.
     let before = c.projection("tally-ts")["hash"].clone();

@@ -2,7 +2,9 @@
 //! `guest-sdk/`: the same 200 000 order events through the Rust,
 //! TypeScript and Python `order-summary` give identical rows (prices with
 //! 17 significant digits included), and bad data stops all three at the
-//! same event; the Python `orders` handler decides as the Rust one does; a
+//! same event; the `OrderPlaced` v1 → v2 upcaster in each of the three
+//! languages gives the same rows; the Python `orders` handler decides as
+//! the Rust one does; a
 //! plugin's stderr is its failure's reason; a component importing
 //! `wasi:http` loads; and the SDKs' own tests pass natively.
 
@@ -13,8 +15,8 @@ use refract_plugin_build::{Lang, Sdks};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Client, HTTP_JS, Home, ORDER_SUMMARY, ORDER_SUMMARY_PY, ORDER_SUMMARY_TS, ORDERS, ORDERS_PY, Server,
-    plugins_dir,
+    Client, HTTP_JS, Home, ORDER_PLACED_V1_UPCASTERS, ORDER_SUMMARY, ORDER_SUMMARY_PY, ORDER_SUMMARY_TS,
+    ORDERS, ORDERS_PY, Server, plugins_dir,
 };
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -162,6 +164,82 @@ fn the_same_orders_give_identical_rows_in_rust_typescript_and_python() {
     }
 }
 
+/// Appends `orders` orders, each placed at version 1 (`customer` a string)
+/// or 2 (`{id, name}`) in turn, with items and sometimes a payment.
+/// Returns the head.
+fn append_mixed_orders(c: &Client, orders: u64, seed: u64) -> u64 {
+    let mut rng = Rng(seed);
+    let mut head = 0;
+    for order in 0..orders {
+        let items: Vec<Value> = (0..rng.below(4)).map(|_| line(&mut rng)).collect();
+        let customer = ["ada", "bob", "cy", "dée", "eve \"e\""][rng.below(5) as usize];
+        let (version, customer) = match order % 2 {
+            0 => (1, json!(customer)),
+            _ => (2, json!({ "id": customer, "name": customer })),
+        };
+        let mut events = vec![json!({
+            "type": "OrderPlaced",
+            "data": { "customer": customer, "items": items },
+            "schema_version": version,
+        })];
+        for _ in 0..rng.below(6) {
+            events.push(json!({ "type": "ItemAdded", "data": line(&mut rng) }));
+        }
+        if rng.below(2) == 0 {
+            events.push(json!({ "type": "OrderPaid", "data": { "payment_method": "card" } }));
+        }
+        let (status, r) = c.post(
+            &format!("/streams/order-{order}/events"),
+            &json!({ "expected_version": "no_stream", "events": events }),
+        );
+        assert_eq!(status, 201, "{r}");
+        head = r["last_position"].as_u64().unwrap();
+    }
+    head
+}
+
+#[test]
+fn the_order_placed_upcaster_gives_the_same_rows_in_rust_typescript_and_python() {
+    let mut results: Vec<(String, Vec<Value>)> = Vec::new();
+    for upcaster in ORDER_PLACED_V1_UPCASTERS {
+        let server = server(&[ORDER_SUMMARY, upcaster], |cfg| {
+            cfg.runner.max_attempts = 2;
+        });
+        let c = server.client();
+        let (_, loaded) = c.get("/upcasters");
+        let name = loaded["upcasters"][0]["name"].as_str().unwrap_or_else(|| panic!("{loaded}")).to_owned();
+        let head = append_mixed_orders(&c, 600, 0x0bad_cafe);
+        c.wait_projection("order-summary", WAIT, |s| s["position"] == head && s["status"] == "live");
+        let rows = rows(&c, "order-summary");
+        assert_eq!(rows.len(), 600, "{name}");
+        // Data at version 1 the upcaster cannot rewrite stops the projection
+        // at that event, naming the upcaster and why.
+        let (status, bad) = c.post(
+            "/streams/order-bad/events",
+            &json!({ "events": [{ "type": "OrderPlaced", "data": { "customer": { "id": "x" } }, "schema_version": 1 }] }),
+        );
+        assert_eq!(status, 201, "{bad}");
+        let at = bad["last_position"].as_u64().unwrap();
+        let s = c.wait_projection("order-summary", WAIT, |s| s["status"] == "failed");
+        assert_eq!(
+            (s["error"]["position"].as_u64(), s["position"].as_u64()),
+            (Some(at), Some(head)),
+            "{name}: {s}"
+        );
+        let message = s["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("upcaster {name} (OrderPlaced v1 → v2) failed")), "{message}");
+        assert!(message.contains("expected a string (version 1)"), "{name}: {message}");
+        results.push((name, rows));
+    }
+    let (rust, rest) = results.split_first().unwrap();
+    assert_eq!(rust.0, "order-placed-v2");
+    // Version 1 customers were rewritten by each: their rows are in too.
+    assert!(rust.1.iter().any(|r| r[1] == "dée"), "{:?}", &rust.1[..3]);
+    for (name, rows) in rest {
+        assert_eq!(rows, &rust.1, "{name} gives other rows than {}", rust.0);
+    }
+}
+
 /// Status and body of a command, with the events' types and data or the
 /// rejection's code: what a client of either handler sees.
 fn outcome(c: &Client, handler: &str, stream: &str, command: &str, data: &Value) -> Value {
@@ -262,11 +340,13 @@ fn root() -> PathBuf {
 fn the_sdks_and_the_example_plugins_pass_their_own_tests() {
     let sdks = Sdks::locate();
     let suites = [
-        (Lang::TypeScript, root().join("guest-sdk/js/test"), "# pass 5"),
+        (Lang::TypeScript, root().join("guest-sdk/js/test"), "# pass 6"),
         (Lang::TypeScript, root().join("plugins/order-summary-ts"), "# pass 3"),
-        (Lang::Python, root().join("guest-sdk/python"), "OK"),
+        (Lang::TypeScript, root().join("tests/plugins/order-placed-v2-ts"), "# pass 2"),
+        (Lang::Python, root().join("guest-sdk/python"), "Ran 7 tests"),
         (Lang::Python, root().join("plugins/order-summary-py"), "OK"),
         (Lang::Python, root().join("plugins/orders-py"), "OK"),
+        (Lang::Python, root().join("tests/plugins/order-placed-v2-py"), "Ran 2 tests"),
     ];
     // The SDK's declarations of the host's interfaces are what wit/ gives.
     let out = std::process::Command::new("node")

@@ -239,7 +239,9 @@ fn filters_caught_up_and_heartbeats_with_the_head() {
 
 #[test]
 fn a_subscriber_that_stops_reading_is_let_go_and_appends_keep_their_pace() {
-    let server = Server::start_with(&[], |cfg| cfg.subscribe.buffer = 16);
+    // 128 frames of 8 KiB: room for a reader slowed down by a busy machine,
+    // far less than the 8 MB appended below past what the sockets hold.
+    let server = Server::start_with(&[], |cfg| cfg.subscribe.buffer = 128);
     let c = server.client();
     // One that reads, one that never does.
     let mut reader = Sse::open(&server.base, "/subscribe", None);
@@ -252,7 +254,8 @@ fn a_subscriber_that_stops_reading_is_let_go_and_appends_keep_their_pace() {
     let reading = std::thread::spawn(move || {
         let mut got = 0u64;
         while got < 1000 {
-            let f = reader.next_event().unwrap();
+            let f = reader.next_event().unwrap_or_else(|| panic!("the reader's stream ended after {got}"));
+            assert_eq!(f.event, "Big", "the reading subscriber after {got}: {f:?}");
             got = f.id.unwrap();
         }
         got

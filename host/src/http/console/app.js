@@ -47,6 +47,41 @@ async function api(method, path, body, signal) {
   return { status: res.status, body: parsed };
 }
 
+/** The newest log position this tab wrote (a command's events): reads of
+ *  a read model wait for it, so a command's effect is there at once. Kept
+ *  for the tab's life, like the token. */
+const WRITTEN_KEY = 'refract-written';
+let written = Number(sessionStorage.getItem(WRITTEN_KEY)) || 0;
+function wrote(position) {
+  if (position != null && position > written) {
+    written = position;
+    sessionStorage.setItem(WRITTEN_KEY, String(position));
+  }
+}
+
+/** A read of a read model, after this page's writes: with `min_position`
+ *  when the page wrote; a projection that does not get there in time
+ *  (paused, failed, far behind) is read as it is, and `behind` says so. */
+async function readAfterWrites(method, path, body) {
+  if (written > 0) {
+    let r;
+    if (method === 'GET') {
+      const sep = path.includes('?') ? '&' : '?';
+      r = await api(method, `${path}${sep}min_position=${written}&wait_ms=3000`);
+    } else {
+      r = await api(method, path, { ...body, min_position: written, wait_ms: 3000 });
+    }
+    if (r.status !== 504) return { ...r, behind: false };
+  }
+  return { ...(await api(method, path, body)), behind: written > 0 };
+}
+
+/** What a read shows of its position, and whether it misses this page's
+ *  last command. */
+function atPosition(r) {
+  return `at position ${r.body.position}${r.behind ? ` — not yet at position ${written}, your last command` : ''}`;
+}
+
 function flash(message) {
   const f = $('#flash');
   f.textContent = message;
@@ -287,14 +322,14 @@ async function projectionPage(main, name) {
     q.set('order', order.value);
     q.set('limit', limit.value || '50');
     q.set('offset', String(offset));
-    const r = await api('GET', `${path}/tables/${encodeURIComponent(tableSelect.value)}?${q}`);
+    const r = await readAfterWrites('GET', `${path}/tables/${encodeURIComponent(tableSelect.value)}?${q}`);
     if (r.status !== 200) return failed('rows', r);
     flash('');
     const names = r.body.rows.length ? Object.keys(r.body.rows[0]) : columns;
     rowsOut.replaceChildren(
       table(names, r.body.rows.map((row) => el('tr', {}, names.map((n) => el('td', {}, cell(row[n])))))),
       el('div', { class: 'row' },
-        el('span', { class: 'muted' }, `${r.body.rows.length} row(s) from ${offset}, at position ${r.body.position}`),
+        el('span', { class: 'muted' }, `${r.body.rows.length} row(s) from ${offset}, ${atPosition(r)}`),
         r.body.next_offset != null ? el('button', { id: 'rows-next', class: 'secondary', onclick: () => loadRows(r.body.next_offset) }, 'Next page') : null));
   };
 
@@ -302,12 +337,12 @@ async function projectionPage(main, name) {
   const sql = el('textarea', { id: 'sql', spellcheck: 'false' }, known[0] ? `SELECT * FROM ${known[0].name} LIMIT 20` : 'SELECT 1');
   const sqlOut = el('div', { id: 'sql-result' });
   const runSql = async () => {
-    const r = await api('POST', `${path}/query`, { sql: sql.value });
+    const r = await readAfterWrites('POST', `${path}/query`, { sql: sql.value });
     if (r.status !== 200) { sqlOut.replaceChildren(el('p', { class: 'bad' }, `${r.status}: ${(r.body && r.body.error) || ''}`)); return; }
     const q = r.body;
     sqlOut.replaceChildren(
       table(q.columns, q.rows.map((row) => el('tr', {}, row.map((v) => el('td', {}, cell(v)))))),
-      el('p', { class: 'muted' }, `${q.rows.length} row(s) at position ${q.position}${q.truncated ? ` — truncated by ${q.truncated_by}` : ''}`));
+      el('p', { class: 'muted' }, `${q.rows.length} row(s) ${atPosition(r)}${q.truncated ? ` — truncated by ${q.truncated_by}` : ''}`));
   };
 
   // Dead letters.
@@ -489,6 +524,7 @@ async function handlersPage(main) {
     const res = await api('POST', `/commands/${encodeURIComponent(handler.value)}`, { type: type.value, stream_id: stream.value, data: parsed });
     if (res.status === 200) {
       const c = res.body;
+      wrote(c.last_position);
       out.replaceChildren(el('div', { class: 'card' },
         el('strong', { class: 'ok', id: 'cmd-ok' }, c.duplicate ? 'duplicate: nothing new written' : `accepted: ${c.events.length} event(s), stream at version ${c.stream_version}`),
         c.events.map((e) => el('div', {}, el('div', {}, `${e.type} at position ${e.position}`), el('pre', {}, pretty(e.data))))));

@@ -30,8 +30,15 @@ pub const BAD_HANDLER: &str = env!("REFRACT_PLUGIN_BAD_HANDLER");
 pub const ORDER_SUMMARY_V2: &str = env!("REFRACT_PLUGIN_ORDER_SUMMARY_V2");
 /// The upcaster of `OrderPlaced` from version 1 to 2 (`plugins/order-placed-v2`).
 pub const ORDER_PLACED_V2: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2");
+/// The same upcaster in TypeScript (`tests/plugins/order-placed-v2-ts`).
+pub const ORDER_PLACED_V2_TS: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2_TS");
+/// The same upcaster in Python (`tests/plugins/order-placed-v2-py`).
+pub const ORDER_PLACED_V2_PY: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2_PY");
+/// Every upcaster of `OrderPlaced` from version 1 (one at a time loads).
+pub const ORDER_PLACED_V1_UPCASTERS: [&str; 3] = [ORDER_PLACED_V2, ORDER_PLACED_V2_TS, ORDER_PLACED_V2_PY];
 /// The example plugins that read `OrderPlaced` at version 2: a plugins
-/// directory with one of them gets the upcaster they read through.
+/// directory with one of them and no upcaster of version 1 gets the Rust
+/// one.
 pub const READ_ORDER_PLACED_V2: [&str; 7] =
     [ORDER_SUMMARY, CUSTOMER_STATS, ORDERS, ORDER_SUMMARY_V2, ORDER_SUMMARY_TS, ORDER_SUMMARY_PY, ORDERS_PY];
 /// An `OrderPlaced` v1 upcaster that traps or loops on chosen customers.
@@ -148,7 +155,9 @@ pub fn plugins_dir(dir: &Path, plugins: &[&str]) -> PathBuf {
     let p = dir.join("plugins");
     std::fs::create_dir_all(&p).unwrap();
     let mut plugins = plugins.to_vec();
-    if plugins.iter().any(|p| READ_ORDER_PLACED_V2.contains(p)) && !plugins.contains(&ORDER_PLACED_V2) {
+    if plugins.iter().any(|p| READ_ORDER_PLACED_V2.contains(p))
+        && !plugins.iter().any(|p| ORDER_PLACED_V1_UPCASTERS.contains(p))
+    {
         plugins.push(ORDER_PLACED_V2);
     }
     for src in plugins {
