@@ -1,7 +1,8 @@
 //! P12: event evolution. A command on a long stream with handler
 //! snapshots against the same command folding the whole history; and a
 //! replay whose `OrderPlaced` events go through an upcaster against the
-//! same replay of a log already at version 2.
+//! same replay of a log already at version 2, and through the same
+//! upcaster in TypeScript and Python.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +16,11 @@ use refract::plugin::{Plugin, PluginEngine, SandboxLimits};
 use refract::projection::RunnerOptions;
 use serde_json::json;
 
+use crate::polyglot::build_polyglot_in;
 use crate::report::Row;
 use crate::scenarios::{Size, load_projection, rate, replay_once, thousands};
 use crate::workload::{build_plugin, median, order, order_v1, raw, write_orders_with};
+use refract_plugin_build::Lang;
 
 /// An SQLite log in `dir`, written without fsync.
 fn scratch_log(dir: &Path) -> anyhow::Result<EventLog> {
@@ -147,15 +150,24 @@ pub fn p12(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
     ];
 
     // Replay through one upcaster: the same traffic, OrderPlaced at v1
-    // (upcast) against v2 (as stored).
+    // (upcast) against v2 (as stored); and through the same upcaster in
+    // TypeScript and Python.
     let n = size.pick(20_000, 200_000);
     let runs = size.pick(1, 3);
     let summary = build_plugin("order-summary")?;
-    let upcaster = build_plugin("order-placed-v2")?;
-    let upcasters = Upcasters::default();
-    match engine.load(&upcaster)? {
-        Plugin::Upcaster(u) => upcasters.add(u).map_err(anyhow::Error::msg)?,
-        _ => anyhow::bail!("{} is not an upcaster", upcaster.display()),
+    let by_language = [
+        ("Rust", build_plugin("order-placed-v2")?),
+        ("TypeScript", build_polyglot_in(Lang::TypeScript, "tests/plugins", "order-placed-v2-ts")?),
+        ("Python", build_polyglot_in(Lang::Python, "tests/plugins", "order-placed-v2-py")?),
+    ];
+    let mut registries = Vec::new();
+    for (_, wasm) in &by_language {
+        let upcasters = Upcasters::default();
+        match engine.load(wasm)? {
+            Plugin::Upcaster(u) => upcasters.add(u).map_err(anyhow::Error::msg)?,
+            _ => anyhow::bail!("{} is not an upcaster", wasm.display()),
+        }
+        registries.push(upcasters);
     }
     let metrics = Metrics::new();
     let batch = RunnerOptions::default().batch_size;
@@ -164,19 +176,28 @@ pub fn p12(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
         let (v1, v2) = (scratch_log(dir_v1.path())?, scratch_log(dir_v2.path())?);
         write_orders_with(&v1, n, order_v1).await?;
         write_orders_with(&v2, n, order).await?;
-        let (mut upcast, mut stored) = (Vec::new(), Vec::new());
+        let (mut upcast, mut stored) = (vec![Vec::new(); registries.len()], Vec::new());
         for run in 0..runs {
-            let mut p = load_projection(&engine, &summary)?;
-            p.upcasts = upcasters.plan(&p.description.event_versions, &metrics);
-            upcast.push(replay_once(&v1, dir_v1.path().join(format!("r{run}")), p, batch).await?);
+            for (i, upcasters) in registries.iter().enumerate() {
+                let mut p = load_projection(&engine, &summary)?;
+                p.upcasts = upcasters.plan(&p.description.event_versions, &metrics);
+                let t = replay_once(&v1, dir_v1.path().join(format!("r{run}-{i}")), p, batch).await?;
+                eprintln!(
+                    "P12c run {}: through the {} upcaster {:.3} s",
+                    run + 1,
+                    by_language[i].0,
+                    t.as_secs_f64()
+                );
+                upcast[i].push(t);
+            }
             let p = load_projection(&engine, &summary)?;
             stored.push(replay_once(&v2, dir_v2.path().join(format!("r{run}")), p, batch).await?);
         }
         v1.close();
         v2.close();
-        anyhow::Ok((median(upcast), median(stored)))
+        anyhow::Ok((upcast.into_iter().map(median).collect::<Vec<_>>(), median(stored)))
     })?;
-    let (r_up, r_stored) = (rate(n, upcast), rate(n, stored));
+    let (r_up, r_stored) = (rate(n, upcast[0]), rate(n, stored));
     let ratio = r_up / r_stored;
     rows.push(Row::new(
         "P12c",
@@ -189,6 +210,22 @@ pub fn p12(rt: &tokio::runtime::Runtime, size: Size) -> anyhow::Result<Vec<Row>>
         Some(ratio),
         "≥ 0.8×",
         Some(ratio >= 0.8),
+    ));
+    let others: Vec<(&str, f64)> =
+        by_language.iter().zip(&upcast).skip(1).map(|((lang, _), t)| (*lang, rate(n, *t))).collect();
+    rows.push(Row::new(
+        "P12d",
+        "the same replay through the upcaster in TypeScript and in Python (tests/plugins/order-placed-v2-ts, -py)"
+            .into(),
+        others.iter().map(|(lang, r)| format!("{lang}: {} events/s", thousands(*r))).collect::<Vec<_>>().join(" · "),
+        format!(
+            "through the Rust one: {} events/s; {}",
+            thousands(r_up),
+            others.iter().map(|(lang, r)| format!("{lang} {:.2}×", r / r_up)).collect::<Vec<_>>().join(", ")
+        ),
+        None,
+        "report",
+        None,
     ));
     Ok(rows)
 }

@@ -20,10 +20,16 @@ fn root() -> PathBuf {
 
 /// Builds a TypeScript or Python plugin of `plugins/` into target/.
 pub fn build_polyglot(lang: Lang, name: &str) -> anyhow::Result<PathBuf> {
+    build_polyglot_in(lang, "plugins", name)
+}
+
+/// Builds the TypeScript or Python plugin `name` of directory `dir` (from
+/// the workspace's root) into target/.
+pub fn build_polyglot_in(lang: Lang, dir: &str, name: &str) -> anyhow::Result<PathBuf> {
     let out = root().join("target/wasm-plugins/polyglot");
     std::fs::create_dir_all(&out)?;
     let wasm = out.join(format!("{name}.wasm"));
-    Ok(Sdks::locate().build(lang, &root().join("plugins").join(name), &wasm, true)?)
+    Ok(Sdks::locate().build(lang, &root().join(dir).join(name), &wasm, true)?)
 }
 
 /// PL: replay by plugin language, and memory after a cold load.

@@ -403,9 +403,11 @@ mod tests {
         }
         let wal_bytes = std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
         // The inline bound, plus what the writer adds while a background
-        // checkpoint it cannot interrupt is still running (more when the
-        // machine is busy): well under the three times it would be.
-        let bound = (inline_frames as u64 * 3 / 2) * (u64::from(page) + 24);
+        // checkpoint it cannot interrupt is still running: half as much
+        // again on an idle machine, up to 1.9 times the bound seen with a
+        // busy disk. Under 2.5 times, the log has restarted from its start
+        // (without checkpoints it would hold all three times).
+        let bound = (inline_frames as u64 * 5 / 2) * (u64::from(page) + 24);
         assert!(wal_bytes <= bound, "the WAL grew to {wal_bytes} bytes (bound {bound})");
         drop(conn);
         drop(wal);
