@@ -194,11 +194,12 @@ impl App {
             .publish
             .clone()
             .map(|p| Publisher::start(log.clone(), p, node_id.clone(), metrics.clone()));
+        let upcasters = Arc::new(Upcasters::new(handlers.contracts.clone()));
         let app = Arc::new(App {
             log,
             projections,
             handlers,
-            upcasters: Arc::new(Upcasters::default()),
+            upcasters,
             history: Default::default(),
             files: PluginFiles::default(),
             http: config.http.clone(),

@@ -26,6 +26,14 @@ pub struct Contract {
     validator: jsonschema::Validator,
 }
 
+impl Contract {
+    /// The first failure of `data` against this schema: a JSON Pointer
+    /// and what is wrong.
+    pub fn first_failure(&self, data: &serde_json::Value) -> Option<(String, String)> {
+        first_failure(&self.validator, data)
+    }
+}
+
 /// A schema as listed by `GET /schemas`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SchemaInfo {
@@ -125,6 +133,15 @@ impl Contracts {
         let before = schemas.len();
         schemas.retain(|_, c| c.file != path);
         before != schemas.len()
+    }
+
+    /// The schema of `event_type` at `version`, if one is registered.
+    pub fn get(&self, event_type: &str, version: u32) -> Option<Arc<Contract>> {
+        let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
+        if schemas.is_empty() {
+            return None;
+        }
+        schemas.get(&(event_type.to_owned(), version)).cloned()
     }
 
     /// Every schema.

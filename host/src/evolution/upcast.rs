@@ -14,14 +14,17 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use super::Contracts;
 use crate::log::RecordedEvent;
 use crate::metrics::Metrics;
 use crate::plugin::{ApplyError, Batch, EventRef, EventVersion, UpcasterPlugin};
 
-/// The loaded upcasters, by event type and the version each reads.
+/// The loaded upcasters, by event type and the version each reads, and
+/// the schemas their output is checked against.
 #[derive(Default)]
 pub struct Upcasters {
     loaded: RwLock<BTreeMap<(String, u32), Arc<UpcasterPlugin>>>,
+    contracts: Arc<Contracts>,
 }
 
 /// An upcaster as listed by `GET /upcasters`.
@@ -44,6 +47,12 @@ pub struct UpcasterInfo {
 }
 
 impl Upcasters {
+    /// No upcasters yet; what they write is checked against `contracts`'
+    /// schema of the version written, when it has one.
+    pub fn new(contracts: Arc<Contracts>) -> Self {
+        Self { loaded: RwLock::default(), contracts }
+    }
+
     /// Adds `plugin`, replacing one of the same type and version loaded
     /// from the same file; another file's is a conflict.
     pub fn add(&self, plugin: UpcasterPlugin) -> Result<(), String> {
@@ -120,7 +129,12 @@ impl Upcasters {
             .filter(|((t, from), _)| wanted.get(t).is_some_and(|w| from < w))
             .map(|(k, u)| (k.clone(), u.clone()))
             .collect();
-        Some(Arc::new(UpcastPlan { wanted, links, metrics: metrics.clone() }))
+        Some(Arc::new(UpcastPlan {
+            wanted,
+            links,
+            contracts: self.contracts.clone(),
+            metrics: metrics.clone(),
+        }))
     }
 
     /// A plan that brings every event of `types` to the newest version its
@@ -141,7 +155,7 @@ impl Upcasters {
             .filter(|((t, _), _)| wanted.contains_key(t))
             .map(|(k, u)| (k.clone(), u.clone()))
             .collect();
-        UpcastPlan { wanted, links, metrics: metrics.clone() }
+        UpcastPlan { wanted, links, contracts: self.contracts.clone(), metrics: metrics.clone() }
     }
 }
 
@@ -152,6 +166,9 @@ pub struct UpcastPlan {
     wanted: HashMap<String, u32>,
     /// (type, version read) → the upcaster to the next version.
     links: HashMap<(String, u32), Arc<UpcasterPlugin>>,
+    /// The schemas each upcaster's output must follow (as they stand when
+    /// it runs: a schema is a check, not part of a build's identity).
+    contracts: Arc<Contracts>,
     metrics: Metrics,
 }
 
@@ -260,9 +277,31 @@ impl UpcastPlan {
                         format!("returned {} documents for {}", output.len(), input.len()),
                     ));
                 }
+                // What it writes follows the schema of the version it
+                // writes, when there is one: an upcaster's mistake stops
+                // its readers at the event, not somewhere in their logic.
+                let schema = self.contracts.get(t, v + 1);
                 for (k, (&i, out)) in indices.iter().zip(output).enumerate() {
-                    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&out) {
-                        return Err(fail(indices[k], format!("returned data that is not JSON: {e}")));
+                    match &schema {
+                        None => {
+                            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&out) {
+                                return Err(fail(indices[k], format!("returned data that is not JSON: {e}")));
+                            }
+                        }
+                        Some(schema) => {
+                            let value: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+                                fail(indices[k], format!("returned data that is not JSON: {e}"))
+                            })?;
+                            if let Some((path, why)) = schema.first_failure(&value) {
+                                return Err(fail(
+                                    indices[k],
+                                    format!(
+                                        "returned data that the {t} v{} schema refuses at {path:?}: {why}",
+                                        v + 1
+                                    ),
+                                ));
+                            }
+                        }
                     }
                     data[i] = out;
                     versions[i] = v + 1;

@@ -220,7 +220,15 @@ fn a_mixed_log_gives_the_read_models_of_an_all_v2_log() {
 }
 
 fn a_failing_upcaster_is_contained_and_named() {
-    for (customer, reason) in [("trap", "trapped"), ("loop", "timed out")] {
+    for (customer, reason) in [
+        ("trap", "trapped"),
+        ("loop", "timed out"),
+        // What it writes breaks the schema of version 2.
+        (
+            "nameless",
+            r#"returned data that the OrderPlaced v2 schema refuses at "/customer": "name" is a required property"#,
+        ),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         // The bad upcaster instead of the example's.
         let plugins = dir.path().join("plugins");
@@ -228,6 +236,7 @@ fn a_failing_upcaster_is_contained_and_named() {
         for p in [ORDER_SUMMARY, BAD_UPCASTER] {
             std::fs::copy(p, plugins.join(Path::new(p).file_name().unwrap())).unwrap();
         }
+        install_schemas(&plugins);
         let s = Server::start_in(dir, |cfg| {
             cfg.sandbox.call_timeout = Duration::from_millis(500);
             cfg.runner.max_attempts = 2;

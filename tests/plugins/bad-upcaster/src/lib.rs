@@ -1,7 +1,8 @@
 //! An upcaster of `OrderPlaced` from version 1 that behaves like
-//! `order-placed-v2` except for two customers: `trap` panics, `loop`
-//! never returns. The host must contain both and say which upcaster
-//! failed at which event.
+//! `order-placed-v2` except for three customers: `trap` panics, `loop`
+//! never returns, `nameless` writes a customer without the name version 2
+//! requires. The host must contain each and say which upcaster failed at
+//! which event.
 
 use refract_sdk::{Upcaster, UpcasterDescription};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,7 @@ impl Upcaster for BadUpcaster {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            "nameless" => Ok(V2 { customer: serde_json::json!({ "id": old.customer }), rest: old.rest }),
             _ => Ok(V2 {
                 customer: serde_json::json!({ "id": old.customer, "name": old.customer }),
                 rest: old.rest,
