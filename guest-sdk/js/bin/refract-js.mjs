@@ -103,10 +103,11 @@ async function build(dir, out) {
     const worlds = {
       projection: ['projection', 'projector', 'guest-projection.ts', 'projectorExport'],
       'command-handler': ['command-handler', 'decider', 'guest.ts', 'deciderExport'],
+      reactor: ['process-manager', 'reactor', 'guest-projection.ts', 'reactorExport'],
       upcaster: ['upcaster', 'upcast', 'guest.ts', 'upcastExport'],
     };
     if (!plugin || !Object.hasOwn(worlds, plugin.kind)) {
-      fail(`${entry} must export default defineProjection({...}), defineHandler({...}) or defineUpcaster({...})`);
+      fail(`${entry} must export default defineProjection, defineHandler, defineReactor or defineUpcaster({...})`);
     }
     const [world, exportName, module, adapter] = worlds[plugin.kind];
     const wrapper = join(work, 'component.ts');

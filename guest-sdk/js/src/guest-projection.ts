@@ -1,9 +1,9 @@
-// The component's side of a projection: adapts a projection defined with
-// the SDK to the `projector` interface of wit/ and runs its SQL through the
-// host. Only `refract-js build` imports this module.
+// The component's side of a projection or a reactor: adapts one defined
+// with the SDK to the `projector` or `reactor` interface of wit/ and runs
+// its SQL through the host. Only `refract-js build` imports this module.
 
 import * as sql from 'refract:plugin/sql@0.1.0';
-import { type Db, type Event, type Projection, type Row, failure, parse } from './index.ts';
+import { Commands, type Db, type Event, type Projection, type Reactor, type Row, failure, parse } from './index.ts';
 import { Pending, type Param, fromValue, toValue } from './values.ts';
 import { type Batch, unpack } from './batch.ts';
 import { versions } from './guest.ts';
@@ -68,36 +68,65 @@ class HostDb implements Db {
   }
 }
 
+/** Runs `each` on every event of `batch`, its data parsed, then sends the
+ *  queued writes; a failure is the batch's, at the event it happened on. */
+function eachEvent(batch: Batch, each: (db: HostDb, event: Event) => void): void {
+  const db = new HostDb();
+  let current = { position: Number(batch.positions[0] ?? 0), type: '' };
+  try {
+    for (const raw of unpack(batch)) {
+      current = raw;
+      db.position = raw.position;
+      const event: Event = {
+        ...raw,
+        data: parse('its data', raw.data),
+        metadata: parse('its metadata', raw.metadata),
+      };
+      each(db, event);
+    }
+    db.flush();
+  } catch (e) {
+    throw { payload: { position: BigInt(current.position), message: failure(current, e) } };
+  }
+}
+
+function describe(p: Projection | Reactor) {
+  return {
+    name: p.name,
+    version: p.version,
+    eventTypes: p.eventTypes,
+    migrations: p.migrations,
+    eventVersions: versions(p.eventVersions),
+  };
+}
+
 /** The `projector` export of a projection. */
 export function projectorExport(p: Projection) {
   return {
-    describe() {
-      return {
-        name: p.name,
-        version: p.version,
-        eventTypes: p.eventTypes,
-        migrations: p.migrations,
-        eventVersions: versions(p.eventVersions),
-      };
-    },
+    describe: () => describe(p),
     apply(batch: Batch) {
-      const db = new HostDb();
-      let current = { position: Number(batch.positions[0] ?? 0), type: '' };
-      try {
-        for (const raw of unpack(batch)) {
-          current = raw;
-          db.position = raw.position;
-          const event: Event = {
-            ...raw,
-            data: parse('its data', raw.data),
-            metadata: parse('its metadata', raw.metadata),
-          };
-          p.apply(db, event);
+      eachEvent(batch, (db, event) => p.apply(db, event));
+    },
+  };
+}
+
+/** The `reactor` export of a reactor. */
+export function reactorExport(r: Reactor) {
+  return {
+    describe: () => describe(r),
+    react(batch: Batch) {
+      const commands = new Commands();
+      const out: { handler: string; commandType: string; streamId: string; data: string; position: bigint }[] = [];
+      eachEvent(batch, (db, event) => {
+        commands.position = event.position;
+        commands.sent.length = 0;
+        r.react(db, event, commands);
+        for (const c of commands.sent) {
+          const data = JSON.stringify(c.data ?? null);
+          out.push({ handler: c.handler, commandType: c.type, streamId: c.streamId, data, position: BigInt(c.position) });
         }
-        db.flush();
-      } catch (e) {
-        throw { payload: { position: BigInt(current.position), message: failure(current, e) } };
-      }
+      });
+      return out;
     },
   };
 }

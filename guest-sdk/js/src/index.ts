@@ -1,7 +1,8 @@
 // refract's SDK for plugins written in TypeScript or JavaScript: the same
 // shape as the Rust SDK. A projection describes itself and applies one
 // event at a time through `db`; a command handler folds a stream's history
-// with `evolve` and `decide`s on a command. `refract-js build` turns a
+// with `evolve` and `decide`s on a command; a reactor answers events with
+// commands; an upcaster rewrites old events. `refract-js build` turns a
 // plugin into a component; `refract-js test` runs its tests in Node with
 // no host (see `refract-sdk/testing`).
 
@@ -96,6 +97,50 @@ export interface HandlerDefinition<S = any> {
   decide(state: S, command: Command): NewEvent[];
 }
 
+/** A command a reactor sends: to a command handler, for a stream, in
+ *  answer to the event at `position`. */
+export interface SentCommand {
+  handler: string;
+  type: string;
+  streamId: string;
+  data: unknown;
+  position: number;
+}
+
+/** The commands a reactor sends while it reacts to one event. */
+export class Commands {
+  readonly sent: SentCommand[] = [];
+  /** The event being reacted to (set by the SDK). */
+  position = 0;
+
+  /** Sends command `type` with `data` to `handler`, for stream `streamId`. */
+  send(handler: string, streamId: string, type: string, data: unknown = {}): void {
+    for (const [what, v] of [['handler', handler], ['streamId', streamId], ['type', type]] as const) {
+      if (typeof v !== 'string' || v === '') throw new TypeError(`a command needs a non-empty ${what}`);
+    }
+    this.sent.push({ handler, type, streamId, data, position: this.position });
+  }
+}
+
+/** A reactor (a process manager, a saga): reads events in log order like a
+ *  projection, remembers what it must in its own tables, and answers
+ *  events with commands. The host records a batch's commands with its
+ *  writes and checkpoint and sends each exactly once, in order. */
+export interface ReactorDefinition {
+  /** 1-64 characters of a-z, 0-9, `-` and `_`; names its database and routes. */
+  name: string;
+  version: string;
+  /** The event types it wants; empty for every event. */
+  eventTypes: string[];
+  /** Migrations of its own tables, in order. */
+  migrations: string[];
+  /** The schema version of each event type it reads (`{ OrderPlaced: 2 }`). */
+  eventVersions?: Record<string, number>;
+  /** Reacts to one event: writes through `db`, sends through `commands`.
+   *  Throw to fail the batch at this event (nothing of it is sent). */
+  react(db: Db, event: Event, commands: Commands): void;
+}
+
 /** An upcaster: rewrites the data of one event type from one version of
  *  its schema to the next. It sees nothing but the data and must be
  *  deterministic: read models are rebuilt through it. */
@@ -133,6 +178,9 @@ export interface Projection extends ProjectionDefinition {
 export interface Handler<S = any> extends HandlerDefinition<S> {
   kind: 'command-handler';
 }
+export interface Reactor extends ReactorDefinition {
+  kind: 'reactor';
+}
 export interface Upcaster<Old = any, New = unknown> extends UpcasterDefinition<Old, New> {
   kind: 'upcaster';
 }
@@ -145,6 +193,11 @@ export function defineProjection(p: ProjectionDefinition): Projection {
 /** Declares a command handler; make it the module's default export. */
 export function defineHandler<S>(h: HandlerDefinition<S>): Handler<S> {
   return { ...h, kind: 'command-handler' };
+}
+
+/** Declares a reactor; make it the module's default export. */
+export function defineReactor(r: ReactorDefinition): Reactor {
+  return { ...r, kind: 'reactor' };
 }
 
 /** Declares an upcaster; make it the module's default export. */

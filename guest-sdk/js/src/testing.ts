@@ -1,5 +1,5 @@
-// Tests of plugins in Node, with no host: projections against an in-memory
-// SQLite (sql.js), handlers as given / when / then.
+// Tests of plugins in Node, with no host: projections and reactors against
+// an in-memory SQLite (sql.js), handlers as given / when / then.
 //
 //   const t = await ProjectionTest.create(summary);
 //   t.apply([event(1, 'order-1', 1, 'OrderPlaced', { customer: 'ada', items: [] })]);
@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import initSqlJs from 'sql.js';
-import { type Db, type Event, type Handler, type NewEvent, type Projection, type Row, Rejection, failure, run } from './index.ts';
+import { Commands, type Db, type Event, type Handler, type NewEvent, type Projection, type Reactor, type Row, type SentCommand, Rejection, failure, run } from './index.ts';
 import { type Param, fromValue, toValue } from './values.ts';
 
 /** An event for a test: data and metadata as values, not text. */
@@ -84,6 +84,31 @@ export class ApplyError extends Error {
   }
 }
 
+/** An in-memory SQLite with a plugin's migrations applied. */
+async function database(migrations: string[]): Promise<SqlJsDb> {
+  const SQL = await initSqlJs();
+  const raw = new SQL.Database() as unknown as SqlJsDb;
+  for (const m of migrations) raw.exec(m);
+  return raw;
+}
+
+/** Runs `each` on the events of `wanted` types in one transaction; throws
+ *  an `ApplyError` naming the failing event after rolling back. */
+function batch(raw: SqlJsDb, wanted: string[], events: Event[], each: (e: Event) => void): void {
+  raw.exec('BEGIN');
+  for (const e of events) {
+    if (wanted.length > 0 && !wanted.includes(e.type)) continue;
+    try {
+      // Data goes through JSON as it does in the host.
+      each({ ...e, data: JSON.parse(JSON.stringify(e.data)), metadata: JSON.parse(JSON.stringify(e.metadata)) });
+    } catch (err) {
+      raw.exec('ROLLBACK');
+      throw new ApplyError(e.position, failure(e, err));
+    }
+  }
+  raw.exec('COMMIT');
+}
+
 /** A projection run natively: its migrations applied to an in-memory
  *  SQLite; `apply` is one transaction, as in the host. */
 export class ProjectionTest {
@@ -94,32 +119,48 @@ export class ProjectionTest {
   ) {}
 
   static async create(projection: Projection): Promise<ProjectionTest> {
-    const SQL = await initSqlJs();
-    const raw = new SQL.Database() as unknown as SqlJsDb;
-    for (const m of projection.migrations) raw.exec(m);
+    const raw = await database(projection.migrations);
     return new ProjectionTest(projection, raw, new NativeDb(raw));
   }
 
   /** Applies `events` in one transaction; throws an `ApplyError` naming the
    *  failing event after rolling the batch back. */
   apply(events: Event[]): void {
-    const wanted = this.projection.eventTypes;
-    this.raw.exec('BEGIN');
-    for (const e of events) {
-      if (wanted.length > 0 && !wanted.includes(e.type)) continue;
-      try {
-        // Data goes through JSON as it does in the host.
-        const copy = { ...e, data: JSON.parse(JSON.stringify(e.data)), metadata: JSON.parse(JSON.stringify(e.metadata)) };
-        this.projection.apply(this.db, copy);
-      } catch (err) {
-        this.raw.exec('ROLLBACK');
-        throw new ApplyError(e.position, failure(e, err));
-      }
-    }
-    this.raw.exec('COMMIT');
+    batch(this.raw, this.projection.eventTypes, events, (e) => this.projection.apply(this.db, e));
   }
 
   /** Runs a query on the read model. */
+  query(sql: string, params: readonly Param[] = []): Row[] {
+    return this.db.query(sql, params);
+  }
+}
+
+/** A reactor run natively, as a projection is: `react` is one transaction
+ *  and returns the commands the batch sends (none when it fails). */
+export class ReactorTest {
+  private constructor(
+    readonly reactor: Reactor,
+    private raw: SqlJsDb,
+    readonly db: Db,
+  ) {}
+
+  static async create(reactor: Reactor): Promise<ReactorTest> {
+    const raw = await database(reactor.migrations);
+    return new ReactorTest(reactor, raw, new NativeDb(raw));
+  }
+
+  /** Reacts to `events` in one transaction: the commands sent, their data
+   *  through JSON as the host sends it. */
+  react(events: Event[]): SentCommand[] {
+    const commands = new Commands();
+    batch(this.raw, this.reactor.eventTypes, events, (e) => {
+      commands.position = e.position;
+      this.reactor.react(this.db, e, commands);
+    });
+    return commands.sent.map((c) => ({ ...c, data: JSON.parse(JSON.stringify(c.data ?? null)) }));
+  }
+
+  /** Runs a query on its tables. */
   query(sql: string, params: readonly Param[] = []): Row[] {
     return this.db.query(sql, params);
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { UpcastFailure, defineHandler, defineProjection, defineUpcaster, int, real, reject, upcastAll } from 'refract-sdk';
-import { ProjectionTest, event, given } from 'refract-sdk/testing';
+import { Commands, UpcastFailure, defineHandler, defineProjection, defineReactor, defineUpcaster, int, real, reject, upcastAll } from 'refract-sdk';
+import { ApplyError, ProjectionTest, ReactorTest, event, given } from 'refract-sdk/testing';
 import { Pending, toValue } from '../src/values.ts';
 import { unpack } from '../src/batch.ts';
 
@@ -129,4 +129,26 @@ test('an upcaster rewrites each event and names the one it refuses', () => {
   const nothing = defineUpcaster({ name: 'x', version: '1', eventType: 'T', fromVersion: 1, upcast: () => undefined });
   assert.throws(() => upcastAll(nothing, ['{}']), /no JSON value/);
   assert.throws(() => defineUpcaster({ name: 'x', version: '1', eventType: 'T', fromVersion: 0, upcast: (d) => d }), RangeError);
+});
+
+test('a reactor sends nothing from a batch that fails, and a command needs its parts', async () => {
+  const r = defineReactor({
+    name: 'r',
+    version: '1',
+    eventTypes: [],
+    migrations: ['CREATE TABLE seen (p INTEGER PRIMARY KEY)'],
+    react(db, e, commands) {
+      db.execute('INSERT INTO seen VALUES (?)', [e.position]);
+      if (e.type === 'Bad') throw new Error('bad event');
+      commands.send('h', e.streamId, 'Do', { at: e.position });
+    },
+  });
+  const t = await ReactorTest.create(r);
+  assert.throws(
+    () => t.react([event(1, 's', 1, 'Ok', {}), event(2, 's', 2, 'Bad', {})]),
+    (e: unknown) => e instanceof ApplyError && e.position === 2 && /bad event/.test(e.message),
+  );
+  assert.deepEqual(t.query('SELECT p FROM seen'), []);
+  assert.deepEqual(t.react([event(1, 's', 1, 'Ok', {})]), [{ handler: 'h', type: 'Do', streamId: 's', data: { at: 1 }, position: 1 }]);
+  assert.throws(() => new Commands().send('', 's', 'Do'), /non-empty handler/);
 });

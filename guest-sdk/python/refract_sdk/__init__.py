@@ -1,7 +1,8 @@
 """refract's SDK for plugins written in Python: the same shape as the Rust
 SDK. A projection describes itself and applies one event at a time through
 ``db``; a command handler folds a stream's history with ``evolve`` and
-``decide``s on a command. ``python -m refract_sdk.build`` turns a plugin
+``decide``s on a command; a reactor answers events with commands; an
+upcaster rewrites old events. ``python -m refract_sdk.build`` turns a plugin
 into a component; ``refract_sdk.testing`` runs it natively, with no host.
 
 A plugin module (``app.py``) names its plugin ``plugin``::
@@ -31,13 +32,16 @@ from .values import Param, Real, real
 __all__ = [
     "Command",
     "CommandHandler",
+    "Commands",
     "Db",
     "Event",
     "NewEvent",
     "Param",
     "Projection",
+    "Reactor",
     "Real",
     "Rejection",
+    "SentCommand",
     "UpcastFailure",
     "Upcaster",
     "log",
@@ -124,6 +128,58 @@ class Projection:
 
     def apply(self, db: Db, event: Event) -> None:
         """Applies one event; raise to fail the batch at this event."""
+        raise NotImplementedError
+
+
+@dataclass
+class SentCommand:
+    """A command a reactor sends: to a command handler, for a stream, in
+    answer to the event at ``position``."""
+
+    handler: str
+    type: str
+    stream_id: str
+    data: Any
+    position: int
+
+
+class Commands:
+    """The commands a reactor sends while it reacts to one event."""
+
+    def __init__(self) -> None:
+        self.sent: List[SentCommand] = []
+        #: The event being reacted to (set by the SDK).
+        self.position = 0
+
+    def send(self, handler: str, stream_id: str, type: str, data: Any = None) -> None:
+        """Sends command ``type`` with ``data`` (``{}`` when None) to
+        ``handler``, for stream ``stream_id``."""
+        for what, v in (("handler", handler), ("stream_id", stream_id), ("type", type)):
+            if not isinstance(v, str) or not v:
+                raise TypeError(f"a command needs a non-empty {what}")
+        self.sent.append(SentCommand(handler, type, stream_id, {} if data is None else data, self.position))
+
+
+class Reactor:
+    """A reactor (a process manager, a saga): reads events in log order like
+    a projection, remembers what it must in its own tables, and answers
+    events with commands. The host records a batch's commands with its
+    writes and checkpoint and sends each exactly once, in order."""
+
+    kind = "reactor"
+    name: str = ""
+    version: str = "0.0.0"
+    #: The event types it wants; empty for every event.
+    event_types: List[str] = []
+    #: Migrations of its own tables, in order.
+    migrations: List[str] = []
+    #: The schema version of each event type it reads.
+    event_versions: Dict[str, int] = {}
+
+    def react(self, db: Db, event: Event, commands: Commands) -> None:
+        """Reacts to one event: writes through ``db``, sends through
+        ``commands``. Raise to fail the batch at this event (nothing of it
+        is sent)."""
         raise NotImplementedError
 
 

@@ -1,5 +1,5 @@
 """The component's side: adapts a plugin defined with the SDK to the
-interfaces of wit/ (``projector``, ``decider``, ``upcast``) and runs SQL
+interfaces of wit/ (``projector``, ``reactor``, ``decider``, ``upcast``) and runs SQL
 through the host. Only the component built by ``refract_sdk.build`` imports this."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ try:
 except ImportError:  # a command handler's or an upcaster's world has no database
     sql = types = None
 
-from . import Command, Event, Rejection, UpcastFailure, decide_on, failure, fold, log, to_json, upcast_all
+from . import Command, Commands, Event, Rejection, UpcastFailure, decide_on, failure, fold, log, to_json, upcast_all
 from .batch import unpack
 from .values import BLOB, INTEGER, NULL, REAL, TEXT, Pending, tagged
 
@@ -91,38 +91,65 @@ class HostDb:
             raise _sql_error(e) from None
 
 
+def _each_event(batch, each):
+    """Runs ``each(db, event)`` on every event of ``batch``, then sends the
+    queued writes; a failure is the batch's, at the event it happened on."""
+    db = HostDb()
+    position = batch.positions[0] if batch.positions else 0
+    event_type = ""
+    try:
+        for position, stream_id, version, event_type, data, metadata, recorded_at in unpack(
+            batch.positions, batch.stream_versions, batch.recorded_at, batch.lengths, batch.text
+        ):
+            db.position = position
+            event = Event(position, stream_id, version, event_type, json.loads(data), json.loads(metadata), recorded_at)
+            each(db, event)
+        db.flush()
+    except Exception as e:  # every failure names its event
+        raise Err(types.ApplyError(position, failure(position, event_type, e)))
+
+
+def _description(interface, plugin):
+    return interface.Description(
+        plugin.name, plugin.version, list(plugin.event_types), list(plugin.migrations), _versions(plugin.event_versions)
+    )
+
+
 def projector_for(plugin):
     from wit_world import exports
     from wit_world.exports import projector
 
     class Projector(exports.Projector):
         def describe(self):
-            return projector.Description(
-                plugin.name,
-                plugin.version,
-                list(plugin.event_types),
-                list(plugin.migrations),
-                _versions(plugin.event_versions),
-            )
+            return _description(projector, plugin)
 
         def apply(self, batch):
-            db = HostDb()
-            position = batch.positions[0] if batch.positions else 0
-            event_type = ""
-            try:
-                for position, stream_id, version, event_type, data, metadata, recorded_at in unpack(
-                    batch.positions, batch.stream_versions, batch.recorded_at, batch.lengths, batch.text
-                ):
-                    db.position = position
-                    event = Event(
-                        position, stream_id, version, event_type, json.loads(data), json.loads(metadata), recorded_at
-                    )
-                    plugin.apply(db, event)
-                db.flush()
-            except Exception as e:  # every failure names its event
-                raise Err(types.ApplyError(position, failure(position, event_type, e)))
+            _each_event(batch, plugin.apply)
 
     return Projector
+
+
+def reactor_for(plugin):
+    from wit_world import exports
+    from wit_world.exports import reactor
+
+    class Reactor(exports.Reactor):
+        def describe(self):
+            return _description(reactor, plugin)
+
+        def react(self, batch):
+            commands = Commands()
+
+            def each(db, event):
+                commands.position = event.position
+                plugin.react(db, event, commands)
+
+            _each_event(batch, each)
+            return [
+                reactor.Command(c.handler, c.type, c.stream_id, to_json(c.data), c.position) for c in commands.sent
+            ]
+
+    return Reactor
 
 
 def _dump_state(state):

@@ -3,7 +3,8 @@
     python -m refract_sdk.build DIR [-o OUT.wasm]
 
 ``DIR/app.py`` defines ``plugin``, an instance of a ``Projection``, a
-``CommandHandler`` or an ``Upcaster`` subclass; the modules beside it are bundled too.
+``CommandHandler``, a ``Reactor`` or an ``Upcaster`` subclass; the modules
+beside it are bundled too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ WIT = Path(os.environ.get("REFRACT_WIT", SDK.parent.parent / "wit"))
 WORLDS = {
     "projection": ("projection", "Projector", "projector_for"),
     "command-handler": ("command-handler", "Decider", "decider_for"),
+    "reactor": ("process-manager", "Reactor", "reactor_for"),
     "upcaster": ("upcaster", "Upcast", "upcast_for"),
 }
 
@@ -42,8 +44,8 @@ def kind_of(directory: Path) -> tuple:
     kind = getattr(plugin, "kind", None)
     if kind not in WORLDS:
         fail(
-            f"{directory / 'app.py'} must define `plugin`, an instance of a Projection, CommandHandler "
-            "or Upcaster subclass"
+            f"{directory / 'app.py'} must define `plugin`, an instance of a Projection, CommandHandler, "
+            "Reactor or Upcaster subclass"
         )
     return kind, plugin.name
 

@@ -1,5 +1,5 @@
-"""Tests of plugins in CPython, with no host: projections against an
-in-memory SQLite, handlers as given / when / then::
+"""Tests of plugins in CPython, with no host: projections and reactors
+against an in-memory SQLite, handlers as given / when / then::
 
     t = ProjectionTest(plugin)
     t.apply([event(1, "order-1", 1, "OrderPlaced", {"customer": "ada"})])
@@ -15,7 +15,7 @@ import re
 import sqlite3
 from typing import Any, List, Optional, Sequence, Union
 
-from . import Command, CommandHandler, Event, NewEvent, Projection, Rejection, failure, run
+from . import Command, CommandHandler, Commands, Event, NewEvent, Projection, Reactor, Rejection, SentCommand, failure, run
 from .values import BLOB, NULL, TEXT, tagged
 
 _REFUSED = re.compile(r"^\s*(ATTACH|DETACH|BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|VACUUM)\b", re.I)
@@ -66,21 +66,19 @@ class NativeDb:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-class ProjectionTest:
-    """A projection run natively: its migrations applied to an in-memory
-    SQLite; ``apply`` is one transaction, as in the host."""
+class _Tables:
+    """A plugin's tables: its migrations applied to an in-memory SQLite."""
 
-    def __init__(self, projection: Projection) -> None:
-        self.projection = projection
+    def __init__(self, migrations: Sequence[str]) -> None:
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
-        for m in projection.migrations:
+        for m in migrations:
             self.conn.executescript(m)
         self.db = NativeDb(self.conn)
 
-    def apply(self, events: Sequence[Event]) -> None:
-        """Applies ``events`` in one transaction; raises ``ApplyError``
-        naming the failing event after rolling the batch back."""
-        wanted = self.projection.event_types
+    def _batch(self, wanted: Sequence[str], events: Sequence[Event], each) -> None:
+        """Runs ``each`` on the events of ``wanted`` types in one
+        transaction; raises ``ApplyError`` naming the failing event after
+        rolling the batch back."""
         self.conn.execute("BEGIN")
         for e in events:
             if wanted and e.type not in wanted:
@@ -89,7 +87,7 @@ class ProjectionTest:
                 # Data goes through JSON as it does in the host.
                 copy = Event(e.position, e.stream_id, e.stream_version, e.type,
                              json.loads(json.dumps(e.data)), json.loads(json.dumps(e.metadata)), e.recorded_at)
-                self.projection.apply(self.db, copy)
+                each(copy)
             except Exception as err:
                 self.conn.execute("ROLLBACK")
                 raise ApplyError(e.position, failure(e.position, e.type, err)) from err
@@ -97,6 +95,45 @@ class ProjectionTest:
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> List[dict]:
         return self.db.query(statement, params)
+
+
+class ProjectionTest(_Tables):
+    """A projection run natively: its migrations applied to an in-memory
+    SQLite; ``apply`` is one transaction, as in the host."""
+
+    def __init__(self, projection: Projection) -> None:
+        super().__init__(projection.migrations)
+        self.projection = projection
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Applies ``events`` in one transaction; raises ``ApplyError``
+        naming the failing event after rolling the batch back."""
+        self._batch(self.projection.event_types, events, lambda e: self.projection.apply(self.db, e))
+
+
+class ReactorTest(_Tables):
+    """A reactor run natively, as a projection is: ``react`` is one
+    transaction and returns the commands the batch sends (none when it
+    fails)."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        super().__init__(reactor.migrations)
+        self.reactor = reactor
+
+    def react(self, events: Sequence[Event]) -> List[SentCommand]:
+        """Reacts to ``events`` in one transaction: the commands sent, their
+        data through JSON as the host sends it."""
+        commands = Commands()
+
+        def each(e: Event) -> None:
+            commands.position = e.position
+            self.reactor.react(self.db, e, commands)
+
+        self._batch(self.reactor.event_types, events, each)
+        return [
+            SentCommand(c.handler, c.type, c.stream_id, json.loads(json.dumps(c.data)), c.position)
+            for c in commands.sent
+        ]
 
 
 class Decision:

@@ -1,9 +1,9 @@
 import struct
 import unittest
 
-from refract_sdk import CommandHandler, NewEvent, Projection, UpcastFailure, Upcaster, real, reject, upcast_all
+from refract_sdk import CommandHandler, Commands, NewEvent, Projection, Reactor, SentCommand, UpcastFailure, Upcaster, real, reject, upcast_all
 from refract_sdk.batch import MalformedBatch, unpack
-from refract_sdk.testing import ApplyError, ProjectionTest, event, given
+from refract_sdk.testing import ApplyError, ProjectionTest, ReactorTest, event, given
 from refract_sdk.values import Pending, tagged
 
 
@@ -135,4 +135,28 @@ class Upcasting(unittest.TestCase):
             upcast_all(Rename(), ['{"name":"a"}', "not json"])
         self.assertEqual(e.exception.index, 1)
         self.assertIn("cannot read", e.exception.message)
+
+
+class Seen(Reactor):
+    name = "seen"
+    version = "1"
+    migrations = ["CREATE TABLE seen (p INTEGER PRIMARY KEY)"]
+
+    def react(self, db, event, commands):
+        db.execute("INSERT INTO seen VALUES (?)", [event.position])
+        if event.type == "Bad":
+            raise ValueError("bad event")
+        commands.send("h", event.stream_id, "Do", {"at": event.position})
+
+
+class Reacting(unittest.TestCase):
+    def test_a_failing_batch_sends_nothing_and_a_command_needs_its_parts(self):
+        t = ReactorTest(Seen())
+        with self.assertRaises(ApplyError) as e:
+            t.react([event(1, "s", 1, "Ok", {}), event(2, "s", 2, "Bad", {})])
+        self.assertEqual(e.exception.position, 2)
+        self.assertEqual(t.query("SELECT p FROM seen"), [])
+        self.assertEqual(t.react([event(1, "s", 1, "Ok", {})]), [SentCommand("h", "Do", "s", {"at": 1}, 1)])
+        with self.assertRaises(TypeError):
+            Commands().send("", "s", "Do")
 

@@ -3,8 +3,9 @@
 //! TypeScript and Python `order-summary` give identical rows (prices with
 //! 17 significant digits included), and bad data stops all three at the
 //! same event; the `OrderPlaced` v1 → v2 upcaster in each of the three
-//! languages gives the same rows; the Python `orders` handler decides as
-//! the Rust one does; a
+//! languages gives the same rows; reactors in TypeScript and Python ship
+//! each paid order once; the Python `orders` handler decides as the Rust
+//! one does; a
 //! plugin's stderr is its failure's reason; a component importing
 //! `wasi:http` loads; and the SDKs' own tests pass natively.
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Client, HTTP_JS, Home, ORDER_PLACED_V1_UPCASTERS, ORDER_SUMMARY, ORDER_SUMMARY_PY, ORDER_SUMMARY_TS,
-    ORDERS, ORDERS_PY, Server, plugins_dir,
+    ORDERS, ORDERS_PY, SHIPPER_PY, SHIPPER_TS, Server, plugins_dir,
 };
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -240,6 +241,51 @@ fn the_order_placed_upcaster_gives_the_same_rows_in_rust_typescript_and_python()
     }
 }
 
+#[test]
+fn reactors_in_typescript_and_python_ship_each_paid_order_once() {
+    for (reactor, name, carrier) in
+        [(SHIPPER_TS, "shipper-ts", "ts-post"), (SHIPPER_PY, "shipper-py", "py-post")]
+    {
+        let server = server(&[ORDERS, reactor], |_| {});
+        let c = server.client();
+        let item = json!({ "product_id": "p-1", "quantity": 2, "price": 2.5 });
+        for i in 0..6 {
+            let stream = format!("order-{i}");
+            for (command, data) in [
+                ("PlaceOrder", json!({ "customer": "ada" })),
+                ("AddItem", item.clone()),
+                ("PayOrder", json!({ "payment_method": "card" })),
+            ] {
+                let (status, body) = c.command("orders", command, &stream, data);
+                assert_eq!(status, 200, "{name}: {command} {stream}: {body}");
+            }
+        }
+        // Each paid order is shipped by the reactor's command, once.
+        let head = 6 * 4;
+        let s = c.wait_projection(name, WAIT, |s| s["position"] == head && s["commands"]["pending"] == 0);
+        assert_eq!(
+            s["commands"],
+            json!({ "pending": 0, "sent": 6, "duplicates": 0, "refused": 0 }),
+            "{name}: {s}"
+        );
+        for i in 0..6 {
+            let (_, stream) = c.get(&format!("/streams/order-{i}"));
+            let events = stream["events"].as_array().unwrap();
+            let shipped: Vec<&Value> = events.iter().filter(|e| e["type"] == "OrderShipped").collect();
+            assert_eq!(shipped.len(), 1, "{name}: order-{i}: {stream}");
+            assert_eq!(shipped[0]["data"]["carrier"], carrier, "{name}: {stream}");
+        }
+        let remembered = c.query(name, "SELECT count(*) FROM shipped");
+        assert_eq!(remembered, vec![json!([6])], "{name}");
+        // Paid again (appended as is): the reactor remembers the order and
+        // sends nothing more.
+        let again = c.append("order-0", json!("any"), &[("OrderPaid", json!({ "payment_method": "card" }))]);
+        let at = again["last_position"].as_u64().unwrap();
+        let s = c.wait_projection(name, WAIT, |s| s["position"] == at && s["commands"]["pending"] == 0);
+        assert_eq!(s["commands"]["sent"], 6, "{name}: {s}");
+    }
+}
+
 /// Status and body of a command, with the events' types and data or the
 /// rejection's code: what a client of either handler sees.
 fn outcome(c: &Client, handler: &str, stream: &str, command: &str, data: &Value) -> Value {
@@ -340,13 +386,15 @@ fn root() -> PathBuf {
 fn the_sdks_and_the_example_plugins_pass_their_own_tests() {
     let sdks = Sdks::locate();
     let suites = [
-        (Lang::TypeScript, root().join("guest-sdk/js/test"), "# pass 6"),
+        (Lang::TypeScript, root().join("guest-sdk/js/test"), "# pass 7"),
         (Lang::TypeScript, root().join("plugins/order-summary-ts"), "# pass 3"),
         (Lang::TypeScript, root().join("tests/plugins/order-placed-v2-ts"), "# pass 2"),
-        (Lang::Python, root().join("guest-sdk/python"), "Ran 7 tests"),
+        (Lang::TypeScript, root().join("tests/plugins/shipper-ts"), "# pass 1"),
+        (Lang::Python, root().join("guest-sdk/python"), "Ran 8 tests"),
         (Lang::Python, root().join("plugins/order-summary-py"), "OK"),
         (Lang::Python, root().join("plugins/orders-py"), "OK"),
         (Lang::Python, root().join("tests/plugins/order-placed-v2-py"), "Ran 2 tests"),
+        (Lang::Python, root().join("tests/plugins/shipper-py"), "Ran 1 test"),
     ];
     // The SDK's declarations of the host's interfaces are what wit/ gives.
     let out = std::process::Command::new("node")

@@ -34,6 +34,10 @@ pub const ORDER_PLACED_V2: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2");
 pub const ORDER_PLACED_V2_TS: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2_TS");
 /// The same upcaster in Python (`tests/plugins/order-placed-v2-py`).
 pub const ORDER_PLACED_V2_PY: &str = env!("REFRACT_PLUGIN_ORDER_PLACED_V2_PY");
+/// A reactor in TypeScript shipping paid orders (`tests/plugins/shipper-ts`).
+pub const SHIPPER_TS: &str = env!("REFRACT_PLUGIN_SHIPPER_TS");
+/// The same reactor in Python (`tests/plugins/shipper-py`).
+pub const SHIPPER_PY: &str = env!("REFRACT_PLUGIN_SHIPPER_PY");
 /// Every upcaster of `OrderPlaced` from version 1 (one at a time loads).
 pub const ORDER_PLACED_V1_UPCASTERS: [&str; 3] = [ORDER_PLACED_V2, ORDER_PLACED_V2_TS, ORDER_PLACED_V2_PY];
 /// The example plugins that read `OrderPlaced` at version 2: a plugins
