@@ -131,31 +131,31 @@ impl Upcasters {
             .collect();
         Some(Arc::new(UpcastPlan {
             wanted,
+            newest: false,
             links,
             contracts: self.contracts.clone(),
             metrics: metrics.clone(),
         }))
     }
 
-    /// A plan that brings every event of `types` to the newest version its
-    /// loaded upcasters reach from `from` (for `GET /events?upcast=true`).
+    /// A plan that brings each event of `types` as far as the loaded
+    /// upcasters reach from the version it is stored at (for
+    /// `GET /events?upcast=true`): an event no upcaster reads stays as
+    /// stored, whatever versions other events of its type are at.
     pub fn newest_plan(&self, types: &[(String, u32)], metrics: &Metrics) -> UpcastPlan {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        let mut wanted = HashMap::new();
-        for (t, from) in types {
-            let mut v = *from;
-            while loaded.contains_key(&(t.clone(), v)) {
-                v += 1;
-            }
-            let w = wanted.entry(t.clone()).or_insert(v);
-            *w = (*w).max(v);
-        }
         let links = loaded
             .iter()
-            .filter(|((t, _), _)| wanted.contains_key(t))
+            .filter(|((t, _), _)| types.iter().any(|(wanted, _)| wanted == t))
             .map(|(k, u)| (k.clone(), u.clone()))
             .collect();
-        UpcastPlan { wanted, links, contracts: self.contracts.clone(), metrics: metrics.clone() }
+        UpcastPlan {
+            wanted: HashMap::new(),
+            newest: true,
+            links,
+            contracts: self.contracts.clone(),
+            metrics: metrics.clone(),
+        }
     }
 }
 
@@ -164,6 +164,9 @@ impl Upcasters {
 pub struct UpcastPlan {
     /// Event type → the version the plugin reads.
     wanted: HashMap<String, u32>,
+    /// Instead of `wanted`: each event as far as the chain from its own
+    /// version reaches.
+    newest: bool,
     /// (type, version read) → the upcaster to the next version.
     links: HashMap<(String, u32), Arc<UpcasterPlugin>>,
     /// The schemas each upcaster's output must follow (as they stand when
@@ -201,12 +204,22 @@ impl UpcastPlan {
     /// Whether the plan rewrites an event of `event_type` stored at
     /// `version`.
     fn rewrites(&self, event_type: &str, version: u32) -> bool {
+        if self.newest {
+            return self.links.contains_key(&(event_type.to_owned(), version));
+        }
         self.wanted.get(event_type).is_some_and(|w| *w != version)
     }
 
     /// The version an event of `event_type` stored at `version` is read
     /// at.
     fn target(&self, event_type: &str, version: u32) -> u32 {
+        if self.newest {
+            let mut v = version;
+            while self.links.contains_key(&(event_type.to_owned(), v)) {
+                v += 1;
+            }
+            return v;
+        }
         self.wanted.get(event_type).copied().unwrap_or(version)
     }
 

@@ -96,6 +96,21 @@ fn schemas_refuse_bad_appends_with_the_path_and_upcast_reads_show_the_new_versio
             >= 1.0,
         "{metrics:?}"
     );
+
+    // Each event goes as far as the upcasters reach from its own version:
+    // a type at versions 1 and 61311 with no upcaster reads as stored.
+    for (version, data) in [(1, json!({ "n": 1 })), (61311, json!({ "n": 2 }))] {
+        assert_eq!(append_versioned(&c, "mixed", version, "Unregistered", data).0, 201);
+    }
+    let (status, stream) = c.get("/streams/mixed?upcast=true");
+    assert_eq!(status, 200, "{stream}");
+    let read: Vec<Value> = stream["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["schema_version"], e["data"]["n"]]))
+        .collect();
+    assert_eq!(read, [json!([1, 1]), json!([61311, 2])], "{stream}");
 }
 
 fn schemas_come_and_go_with_their_files() {
